@@ -1,0 +1,51 @@
+"""The Flask frontend: upload page and HTTP API. It never imports TensorFlow; models run only
+in worker processes. Build it with `create_app()` (gunicorn: `frontend:create_app()`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from frontend import service
+from frontend.config import from_environment
+from frontend.errors import PayloadTooLarge
+from frontend.views import api, health, page
+from protocol import ServiceError
+
+
+def _error_response(error: ServiceError) -> tuple[Response, int]:
+    return jsonify({"error": error.to_dict()}), error.status
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError) -> tuple[Response, int]:
+        if error.status >= 500:
+            app.logger.warning("%s: %s", error.code, error.message)
+        return _error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return _error_response(PayloadTooLarge(f"the request is over {limit} bytes"))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        body = {"code": (error.name or "error").lower().replace(" ", "_"),
+                "message": error.description}
+        return jsonify({"error": body}), error.code or 500
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(from_environment())
+    if test_config:
+        app.config.from_mapping(test_config)
+    _register_error_handlers(app)
+    service.init_app(app)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    return app

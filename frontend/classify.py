@@ -1,0 +1,69 @@
+"""One classification: prepare the image, frame it with the model, run a worker, label the
+answer. The page, /infer and the JSON API all come through here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from frontend.answers import Prediction, confidence_word, top_predictions
+from frontend.images import prepare_image
+from frontend.labels import Labels, align_labels
+from frontend.models import ModelSource
+from frontend.transport import Transport
+from protocol import Normalization, Request, RequestHeader, encode_request
+
+
+@dataclass(frozen=True)
+class Classification:
+    model: ModelSource
+    labels: Labels
+    predictions: list[Prediction]
+    timings_ms: dict[str, float]
+
+    @property
+    def confidence(self) -> str:
+        return confidence_word(self.predictions[0].probability)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {**self.model.describe(), "classes": len(self.labels.names)},
+            "labels": {"alignment": self.labels.alignment, "note": self.labels.note},
+            "predictions": [p.to_dict() for p in self.predictions],
+            "confidence": self.confidence,
+            "timings_ms": self.timings_ms,
+        }
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 2)
+
+
+def classify_image(
+    image: bytes,
+    model: ModelSource,
+    transport: Transport,
+    *,
+    size: int,
+    normalization: Normalization,
+    top_k: int,
+    max_pixels: int,
+) -> Classification:
+    started = time.perf_counter()
+    pixels = prepare_image(image, (size, size), max_pixels)
+    prepared = time.perf_counter()
+    header = RequestHeader(
+        height=size, width=size, model_length=len(model.blob), normalization=normalization
+    )
+    probabilities = transport.run(encode_request(Request(header, model.blob, pixels.tobytes())))
+    answered = time.perf_counter()
+    labels = align_labels(list(model.label_lines), len(probabilities))
+    predictions = top_predictions(probabilities, labels, top_k)
+    done = time.perf_counter()
+    timings = {
+        "decode": _ms(started, prepared),
+        "worker": _ms(prepared, answered),
+        "total": _ms(started, done),
+    }
+    return Classification(model, labels, predictions, timings)

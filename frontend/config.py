@@ -1,0 +1,35 @@
+"""Configuration: every setting comes from an environment variable with a sane default.
+The README lists them all; `create_app(test_config)` overrides them for tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# name: (default, type); the environment variable has the same name.
+SETTINGS: dict[str, tuple[Any, type]] = {
+    "MODEL_DIR": (str(PROJECT_ROOT / "models"), str),
+    "DEFAULT_MODEL": ("mobilenet_v2_1.0_224_quant.tflite", str),
+    "DEFAULT_LABELS": ("imagenet_labels.txt", str),
+    "INPUT_SIZE": (224, int),
+    "WORKER_TRANSPORT": ("process", str),  # "process" or "tcp"
+    "WORKER_ADDRESS": ("127.0.0.1:9000", str),  # host:port for the tcp transport
+    "WORKER_TIMEOUT": (60.0, float),  # wall-clock seconds per request
+    "WORKER_MEMORY_MB": (4096, int),  # address-space limit of each worker process
+    "WORKER_CPU_SECONDS": (120, int),
+    "WORKER_THREADS": (1, int),
+    "MAX_CONTENT_LENGTH": (128 * 1024 * 1024, int),  # bytes per HTTP request
+    "MAX_IMAGE_PIXELS": (50_000_000, int),  # Pillow's decompression-bomb limit
+    "DEFAULT_TOP_K": (5, int),
+}
+
+
+def from_environment(environ: os._Environ[str] | dict[str, str] = os.environ) -> dict[str, Any]:
+    config = {}
+    for name, (default, kind) in SETTINGS.items():
+        raw = environ.get(name)
+        config[name] = default if raw in (None, "") else kind(raw)
+    return config

@@ -1,0 +1,53 @@
+"""Errors of the frontend's own (the worker's are in protocol.errors), and their JSON bodies.
+
+All share protocol's ServiceError base, so one handler turns any of them into
+`{"error": {"code", "message"}}` with the right HTTP status.
+"""
+
+from __future__ import annotations
+
+from protocol import ServiceError
+
+
+class BadRequest(ServiceError):
+    """Base for problems with what the client sent."""
+
+    code = "bad_request"
+    status = 400
+
+
+class MissingField(BadRequest):
+    code = "missing_field"
+
+
+class InvalidField(BadRequest):
+    code = "invalid_field"
+
+
+class InvalidImage(BadRequest):
+    code = "invalid_image"
+
+
+class InvalidLabels(BadRequest):
+    code = "invalid_labels"
+    status = 422
+
+
+class LabelsMismatch(BadRequest):
+    code = "labels_mismatch"
+    status = 422
+
+
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    status = 413
+
+
+class NotFound(BadRequest):
+    code = "not_found"
+    status = 404
+
+
+class DefaultModelMissing(ServiceError):
+    code = "default_model_missing"
+    status = 503

@@ -1,0 +1,58 @@
+"""The one label lookup: parse a labels file and line it up with a model's outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from frontend.errors import InvalidLabels, LabelsMismatch
+
+MAX_LABELS = 100_000
+
+
+@dataclass(frozen=True)
+class Labels:
+    names: tuple[str, ...]
+    alignment: str  # "exact", "dropped_first_line" or "added_background"
+
+    def __getitem__(self, index: int) -> str:
+        return self.names[index]
+
+    @property
+    def note(self) -> str | None:
+        return {
+            "exact": None,
+            "dropped_first_line": "the labels file has one line more than the model has "
+            "outputs; its first line was dropped",
+            "added_background": "the labels file has one line fewer than the model has "
+            "outputs; output 0 was taken as 'background'",
+        }[self.alignment]
+
+
+def parse_labels(data: bytes) -> list[str]:
+    """One label per line, UTF-8; trailing blank lines ignored."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidLabels(f"the labels file is not UTF-8 text: {exc}") from None
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise InvalidLabels("the labels file is empty")
+    if len(lines) > MAX_LABELS:
+        raise InvalidLabels(f"the labels file has {len(lines)} lines, over {MAX_LABELS}")
+    return lines
+
+
+def align_labels(lines: list[str], classes: int) -> Labels:
+    """Labels indexed like the model's outputs. One line more or fewer is the common
+    'background' convention and is lined up; any other difference is an error."""
+    if len(lines) == classes:
+        return Labels(tuple(lines), "exact")
+    if len(lines) == classes + 1:
+        return Labels(tuple(lines[1:]), "dropped_first_line")
+    if len(lines) == classes - 1:
+        return Labels(("background", *lines), "added_background")
+    raise LabelsMismatch(
+        f"the labels file has {len(lines)} lines but the model has {classes} outputs"
+    )

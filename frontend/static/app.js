@@ -1,0 +1,67 @@
+// Progressive enhancement: without JavaScript the form posts to /infer and the server renders
+// the result; with it, the page previews the image and calls the JSON API in place.
+(function () {
+  const form = document.getElementById("classify-form");
+  const imageInput = document.getElementById("image-input");
+  const preview = document.getElementById("preview");
+  const status = document.getElementById("status");
+  const result = document.getElementById("result");
+  const list = document.getElementById("predictions");
+  const summary = document.getElementById("summary");
+  const note = document.getElementById("labels-note");
+  const error = document.getElementById("error");
+
+  imageInput.addEventListener("change", function () {
+    const file = imageInput.files[0];
+    if (!file) { preview.hidden = true; return; }
+    preview.src = URL.createObjectURL(file);
+    preview.hidden = false;
+  });
+
+  function showPredictions(body) {
+    list.replaceChildren();
+    for (const p of body.predictions) {
+      const item = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = p.label;  // textContent: labels come from users' files
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      const fill = document.createElement("span");
+      fill.style.width = (p.probability * 100).toFixed(1) + "%";
+      bar.appendChild(fill);
+      const prob = document.createElement("span");
+      prob.className = "prob";
+      prob.textContent = (p.probability * 100).toFixed(1) + "%";
+      item.append(label, bar, prob);
+      list.appendChild(item);
+    }
+    summary.textContent = "Confidence: " + body.confidence + ", " + body.timings_ms.total + " ms";
+    note.textContent = body.labels.note || "";
+    result.hidden = false;
+  }
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const data = new FormData();
+    data.append("image", imageInput.files[0]);
+    for (const field of ["model_file", "label_file"]) {
+      const file = form.elements[field].files[0];
+      if (file) data.append(field, file);
+    }
+    error.hidden = true;
+    result.hidden = true;
+    status.textContent = "Classifying…";
+    try {
+      const response = await fetch("/api/v1/classify", { method: "POST", body: data });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error.message + " (" + body.error.code + ")");
+      showPredictions(body);
+      status.textContent = "";
+    } catch (failure) {
+      status.textContent = "";
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+  });
+})();

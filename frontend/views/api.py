@@ -1,0 +1,22 @@
+"""The JSON API under /api/v1."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from frontend import forms
+from frontend.service import get_service
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/classify")
+def classify() -> Response:
+    service = get_service()
+    result = service.classify(
+        forms.image_bytes(request, "image"),
+        forms.model_upload(request),
+        forms.normalization(request),
+        forms.top_k(request, service.config["DEFAULT_TOP_K"]),
+    )
+    return jsonify(result.to_dict())

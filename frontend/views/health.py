@@ -1,0 +1,36 @@
+"""Liveness (/healthz: the process answers) and readiness (/readyz: the default model is
+present and a worker runs it on a probe image)."""
+
+from __future__ import annotations
+
+import io
+
+from flask import Blueprint, Response, jsonify
+from PIL import Image
+
+from frontend.service import get_service
+from protocol import Normalization, ServiceError
+
+bp = Blueprint("health", __name__)
+
+
+def _probe_image() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    service = get_service()
+    try:
+        result = service.classify(_probe_image(), None, Normalization(), 1)
+    except ServiceError as exc:
+        return jsonify({"status": "not ready", "error": exc.to_dict()}), 503
+    return jsonify({"status": "ready", "model": result.model.describe(),
+                    "worker_ms": result.timings_ms["worker"]}), 200

@@ -1,0 +1,42 @@
+"""The upload page (GET /) and the seed-compatible POST /infer."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template, request
+from markupsafe import Markup, escape
+
+from frontend import forms
+from frontend.service import get_service
+from protocol import ServiceError
+
+bp = Blueprint("page", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html", result=None, error=None)
+
+
+@bp.post("/infer")
+def infer() -> Response | tuple[str, int] | str:
+    """The seed's answer sentence; the page's no-JavaScript form (view=page) gets the page."""
+    service = get_service()
+    as_page = request.values.get("view") == "page"
+    try:
+        result = service.classify(
+            forms.image_bytes(request, "image_file"),
+            forms.model_upload(request),
+            forms.normalization(request),
+            service.config["DEFAULT_TOP_K"],
+        )
+    except ServiceError as exc:
+        if not as_page:
+            raise
+        return render_template("index.html", result=None, error=exc.to_dict()), exc.status
+    if as_page:
+        return render_template("index.html", result=result.to_dict(), error=None)
+    best = result.predictions[0]
+    # The label comes from a user's file: escape() keeps a <script> in it inert.
+    return Markup("Detected <b>{}</b> with <u>{}</u> confidence.").format(
+        escape(best.label), result.confidence
+    )

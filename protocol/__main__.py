@@ -1,0 +1,69 @@
+"""`python -m protocol encode --model M --image I`: write a request frame to stdout, so the
+worker can be driven from a shell: `python -m protocol encode ... | python -m worker`.
+
+The image goes through the frontend's own preparation function (no second copy of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from protocol.errors import ServiceError
+from protocol.frame import Normalization, Request, RequestHeader, encode_request
+
+
+def build_frame(args: argparse.Namespace) -> bytes:
+    from frontend.images import prepare_image
+
+    model = Path(args.model).read_bytes()
+    pixels = prepare_image(Path(args.image).read_bytes(), (args.size, args.size))
+    if args.input_mean is not None or args.input_std is not None:
+        normalization = Normalization(
+            "mean_std",
+            127.5 if args.input_mean is None else args.input_mean,
+            127.5 if args.input_std is None else args.input_std,
+        )
+    else:
+        normalization = Normalization()
+    header = RequestHeader(
+        height=args.size,
+        width=args.size,
+        model_length=len(model),
+        model_format=args.format,
+        input_tensor=args.input_tensor,
+        output_tensor=args.output_tensor,
+        normalization=normalization,
+    )
+    return encode_request(Request(header, model, pixels.tobytes()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m protocol")
+    commands = parser.add_subparsers(dest="command", required=True)
+    encode = commands.add_parser("encode", help="build a request frame from files")
+    encode.add_argument("--model", required=True, help=".tflite or frozen .pb file")
+    encode.add_argument("--image", required=True, help="any image Pillow opens")
+    encode.add_argument("--size", type=int, default=224, help="model input size in pixels")
+    encode.add_argument("--format", choices=("graphdef", "tflite"), help="default: detected")
+    encode.add_argument("--input-tensor")
+    encode.add_argument("--output-tensor")
+    encode.add_argument("--input-mean", type=float)
+    encode.add_argument("--input-std", type=float)
+    args = parser.parse_args(argv)
+    try:
+        frame = build_frame(args)
+    except ServiceError as exc:
+        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(json.dumps({"error": {"code": "file_error", "message": str(exc)}}), file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(frame)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The failure kinds every side of the service agrees on.
+
+Each error has a stable `code` (written into the worker's JSON error answer), the worker's
+process `exit_code`, and the HTTP `status` the frontend answers with. Declaring them once here
+is what lets the worker, the CLI and the frontend report the same failure the same way.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error that crosses the worker boundary."""
+
+    code = "internal_error"
+    exit_code = 1
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+# --- frames: the bytes did not form a valid request -------------------------------------
+
+
+class FrameError(ServiceError):
+    """The bytes are not a well-formed request frame. The sender built it wrong."""
+
+    code = "bad_frame"
+    exit_code = 2
+    status = 400
+
+
+class TruncatedFrame(FrameError):
+    code = "frame_truncated"
+
+
+class BadMagic(FrameError):
+    code = "frame_bad_magic"
+
+
+class UnsupportedVersion(FrameError):
+    code = "frame_unsupported_version"
+
+
+class FrameTooLarge(FrameError):
+    code = "frame_too_large"
+    status = 413
+
+
+class BadHeader(FrameError):
+    code = "frame_bad_header"
+
+
+class LengthMismatch(FrameError):
+    code = "frame_length_mismatch"
+
+
+# --- models: the frame was fine, the model was not ----------------------------------------
+
+
+class ModelError(ServiceError):
+    """The model could not be loaded or run. The uploader should fix the model."""
+
+    code = "model_error"
+    exit_code = 3
+    status = 422
+
+
+class InvalidModel(ModelError):
+    code = "model_invalid"
+
+
+class TensorNotFound(ModelError):
+    code = "model_tensor_not_found"
+
+
+class InputShapeMismatch(ModelError):
+    code = "model_input_mismatch"
+
+
+class ModelFailed(ModelError):
+    """Loading succeeded but running the model raised (for example a custom op)."""
+
+    code = "model_failed"
+
+
+# --- resources: the worker was stopped ----------------------------------------------------
+
+
+class WorkerTimeout(ServiceError):
+    code = "worker_timeout"
+    exit_code = 4
+    status = 504
+
+
+class ResourceExhausted(ServiceError):
+    code = "worker_resource_exhausted"
+    exit_code = 5
+    status = 507
+
+
+class WorkerCrashed(ServiceError):
+    """The worker died without writing an answer (a signal, an abort inside the runtime)."""
+
+    code = "worker_crashed"
+    exit_code = 6
+    status = 502
+
+
+class WorkerUnavailable(ServiceError):
+    code = "worker_unavailable"
+    exit_code = 7
+    status = 503
+
+
+def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[ServiceError]] = {c.code: c for c in _all_subclasses(ServiceError)}
+
+
+def error_from_code(code: str, message: str) -> ServiceError:
+    """Rebuild the error a worker reported, so callers can catch it by type."""
+    return ERRORS_BY_CODE.get(code, ServiceError)(message)

@@ -1,0 +1,44 @@
+"""`python -m worker`: one frame from stdin to a JSON answer on stdout (the default), or
+`--listen HOST:PORT` to serve frames over TCP."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from worker.limits import Limits
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mobilenet-worker", description=__doc__)
+    parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
+    parser.add_argument("--cpu-seconds", type=int, default=Limits.cpu_seconds)
+    parser.add_argument("--listen", metavar="HOST:PORT", help="serve frames over TCP instead")
+    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
+                        help="frames run at once in --listen mode")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="wall-clock seconds per frame in --listen mode")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    limits = Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
+    if args.listen:
+        from worker.launcher import LaunchSettings
+        from worker.tcp import serve
+
+        host, _, port = args.listen.rpartition(":")
+        settings = LaunchSettings(timeout_seconds=args.timeout, threads=args.threads, limits=limits)
+        serve(host or "0.0.0.0", int(port), settings, args.concurrency)
+        return 0
+    from worker.oneshot import main as oneshot
+
+    limits.apply()
+    return oneshot(args.threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Turning 8-bit RGB pixels into a model's input tensor, and raw outputs into probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol import Normalization
+
+FLOAT_DEFAULT = Normalization(mode="mean_std", mean=127.5, std=127.5)
+
+
+def to_input(
+    pixels: np.ndarray,
+    normalization: Normalization,
+    dtype: np.dtype,
+    quantization: tuple[float, int] = (0.0, 0),
+) -> np.ndarray:
+    """Pixels [n,h,w,3] uint8 → the model's input dtype.
+
+    Quantized inputs with `model_default` or `raw` take the pixels as they are (that is what
+    quantized MobileNets are built for); with an explicit mean/std the real value is quantized
+    with the model's own scale and zero point.
+    """
+    scale, zero_point = quantization
+    quantized = np.issubdtype(dtype, np.integer)
+    if quantized and normalization.mode in ("model_default", "raw"):
+        return pixels.astype(dtype, copy=False)
+    if normalization.mode == "raw":
+        return pixels.astype(dtype)
+    norm = FLOAT_DEFAULT if normalization.mode == "model_default" else normalization
+    real = (pixels.astype(np.float32) - np.float32(norm.mean)) / np.float32(norm.std)
+    if not quantized:
+        return real.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    q = np.round(real / (scale or 1.0)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def to_probabilities(raw: np.ndarray, quantization: tuple[float, int] = (0.0, 0)) -> np.ndarray:
+    """Dequantize if needed; apply softmax to outputs that are not already a distribution.
+
+    Values outside [0, 1] are logits. A float output must also sum to 1; a quantized softmax
+    sums to 1 only roughly (0.89 seen on the iNat bird model), so its sum is not a test.
+    """
+    scale, zero_point = quantization
+    quantized = np.issubdtype(raw.dtype, np.integer) and bool(scale)
+    values = raw.astype(np.float32)
+    if quantized:
+        values = (values - zero_point) * scale
+    values = values.reshape(values.shape[0], -1)
+    is_distribution = values.min() >= 0 and values.max() <= 1 and (
+        quantized or np.allclose(values.sum(axis=1), 1.0, atol=0.01)
+    )
+    if not is_distribution:
+        shifted = np.exp(values - values.max(axis=1, keepdims=True))
+        values = shifted / shifted.sum(axis=1, keepdims=True)
+    return values

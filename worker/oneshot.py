@@ -1,0 +1,64 @@
+"""One-shot mode: one frame on stdin, one JSON answer on stdout, exit code per protocol/errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+import numpy as np
+
+from protocol import (
+    FrameReader,
+    Request,
+    ResourceExhausted,
+    ServiceError,
+    encode_error,
+    encode_probabilities,
+)
+from worker.runtimes import load_model
+
+CHUNK = 1 << 20
+
+
+def read_request(stream: BinaryIO) -> Request:
+    """Read exactly one frame; the reader bounds every length before it buffers the bytes."""
+    reader = FrameReader()
+    while True:
+        request = reader.next_request()
+        if request is not None:
+            return request
+        chunk = stream.read(max(CHUNK, reader.needed()) if reader.buffered else CHUNK)
+        if not chunk:
+            reader.end_of_input()
+        reader.receive_data(chunk)
+
+
+def classify(request: Request, threads: int) -> np.ndarray:
+    header = request.header
+    model = load_model(
+        request.model, header.model_format, header.input_tensor, header.output_tensor, threads
+    )
+    pixels = np.frombuffer(request.pixels, dtype=np.uint8).reshape(
+        header.image_count, header.height, header.width, header.channels
+    )
+    return model.classify(pixels, header.normalization)
+
+
+def answer(stdin: BinaryIO, threads: int) -> tuple[bytes, int]:
+    """The answer bytes and the exit code for the frame on `stdin`."""
+    try:
+        probabilities = classify(read_request(stdin), threads)
+    except ServiceError as exc:
+        return encode_error(exc), exc.exit_code
+    except MemoryError:
+        exc = ResourceExhausted("the worker ran out of its memory limit")
+        return encode_error(exc), exc.exit_code
+    rows = probabilities.tolist()
+    return encode_probabilities(rows[0] if len(rows) == 1 else rows), 0
+
+
+def main(threads: int) -> int:
+    data, code = answer(sys.stdin.buffer, threads)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return code

@@ -1,0 +1,41 @@
+"""Model runtimes. Each is imported only when a model of its format arrives, so a worker that
+serves TFLite never pays for importing TensorFlow."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from protocol import InvalidModel, Normalization
+from protocol.formats import detect_format
+
+
+class LoadedModel(Protocol):
+    format: str
+    input_name: str
+    output_name: str
+    input_size: tuple[int, int] | None  # height, width; None when the model takes any size
+
+    def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
+        """Probabilities, shape [n, classes], for uint8 RGB pixels of shape [n, h, w, 3]."""
+        ...
+
+
+def load_model(
+    model: bytes,
+    model_format: str | None,
+    input_tensor: str | None,
+    output_tensor: str | None,
+    threads: int,
+) -> LoadedModel:
+    if not model:
+        raise InvalidModel("the model is empty (0 bytes)")
+    model_format = model_format or detect_format(model)
+    if model_format == "tflite":
+        from worker.runtimes.tflite import TfliteModel
+
+        return TfliteModel(model, input_tensor, output_tensor, threads)
+    from worker.runtimes.graphdef import GraphDefModel
+
+    return GraphDefModel(model, input_tensor, output_tensor, threads)

@@ -1,0 +1,101 @@
+"""Frozen TensorFlow GraphDefs (`.pb`) through `tf.compat.v1`. Imports TensorFlow on first use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol import InputShapeMismatch, InvalidModel, ModelFailed, Normalization, TensorNotFound
+from worker.inputs import to_input, to_probabilities
+
+_NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2"}
+
+
+def _node_name(tensor: str) -> str:
+    return tensor.split(":")[0].lstrip("^")
+
+
+def find_input(graph_def, wanted: str | None):  # noqa: ANN001, ANN201 - protobuf types
+    placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
+    if wanted is not None:
+        for node in placeholders:
+            if node.name == _node_name(wanted):
+                return node
+        names = ", ".join(n.name for n in placeholders) or "none"
+        raise TensorNotFound(f"no Placeholder named {wanted!r}; the graph's placeholders: {names}")
+    if len(placeholders) != 1:
+        names = ", ".join(n.name for n in placeholders) or "none"
+        raise TensorNotFound(
+            f"the graph has {len(placeholders)} Placeholders ({names}); name the input tensor"
+        )
+    return placeholders[0]
+
+
+def find_output(graph_def, wanted: str | None) -> str:  # noqa: ANN001
+    names = {n.name for n in graph_def.node}
+    if wanted is not None:
+        if _node_name(wanted) not in names:
+            raise TensorNotFound(f"no node named {wanted!r} in the graph")
+        return _node_name(wanted)
+    consumed = {_node_name(i) for n in graph_def.node for i in n.input}
+    sinks = [n for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS]
+    softmax_sinks = [n for n in sinks if n.op == "Softmax"]
+    for candidates in (softmax_sinks, sinks):
+        if len(candidates) == 1:
+            return candidates[0].name
+    listed = ", ".join(n.name for n in (softmax_sinks or sinks)) or "none"
+    raise TensorNotFound(f"cannot tell the output: candidates are {listed}; name the output tensor")
+
+
+class GraphDefModel:
+    format = "graphdef"
+
+    def __init__(
+        self, model: bytes, input_tensor: str | None, output_tensor: str | None, threads: int
+    ) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(model)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise InvalidModel(f"not a TensorFlow GraphDef or TFLite model: {exc}") from None
+        if not graph_def.node:
+            raise InvalidModel("not a TensorFlow GraphDef or TFLite model: the graph has no nodes")
+        placeholder = find_input(graph_def, input_tensor)
+        self.input_name = placeholder.name
+        self.output_name = find_output(graph_def, output_tensor)
+        dims = [d.size for d in placeholder.attr["shape"].shape.dim]
+        if len(dims) == 4 and dims[3] not in (3, -1):
+            raise InvalidModel(f"input {placeholder.name!r} has shape {dims}, not [n,h,w,3]")
+        self._fixed_batch = len(dims) == 4 and dims[0] == 1
+        self.input_size = (dims[1], dims[2]) if len(dims) == 4 and min(dims[1:3]) > 0 else None
+        self._dtype = tf.dtypes.as_dtype(placeholder.attr["dtype"].type).as_numpy_dtype
+        graph = tf.Graph()
+        try:
+            with graph.as_default():
+                tf.import_graph_def(graph_def, name="")
+            self._input = graph.get_tensor_by_name(self.input_name + ":0")
+            self._output = graph.get_tensor_by_name(self.output_name + ":0")
+        except (ValueError, KeyError, tf.errors.OpError) as exc:
+            raise InvalidModel(f"the graph does not import: {exc}") from None
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
+        )
+        self._session = tf.compat.v1.Session(graph=graph, config=config)
+
+    def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
+        if self.input_size is not None and pixels.shape[1:3] != self.input_size:
+            raise InputShapeMismatch(
+                f"the model takes {self.input_size[0]}x{self.input_size[1]} images, "
+                f"got {pixels.shape[1]}x{pixels.shape[2]}"
+            )
+        batch = to_input(pixels, normalization, np.dtype(self._dtype))
+        chunks = [batch[i : i + 1] for i in range(len(batch))] if self._fixed_batch else [batch]
+        try:
+            raw = np.concatenate(
+                [self._session.run(self._output, {self._input: chunk}) for chunk in chunks]
+            )
+        except (self._tf.errors.OpError, ValueError) as exc:
+            raise ModelFailed(f"the graph failed to run: {exc}") from None
+        return to_probabilities(raw)

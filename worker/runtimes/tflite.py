@@ -1,0 +1,63 @@
+"""TFLite models through LiteRT (`ai-edge-litert`), the maintained successor of tf.lite."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol import InputShapeMismatch, InvalidModel, ModelFailed, Normalization, TensorNotFound
+from worker.inputs import to_input, to_probabilities
+
+
+def _pick(details: list[dict], wanted: str | None, role: str) -> dict:
+    if wanted is None:
+        if len(details) != 1:
+            names = ", ".join(d["name"] for d in details)
+            raise TensorNotFound(f"the model has {len(details)} {role}s ({names}); name one")
+        return details[0]
+    for d in details:
+        if d["name"] == wanted:
+            return d
+    names = ", ".join(d["name"] for d in details)
+    raise TensorNotFound(f"no {role} tensor named {wanted!r}; the model has: {names}")
+
+
+class TfliteModel:
+    format = "tflite"
+
+    def __init__(
+        self, model: bytes, input_tensor: str | None, output_tensor: str | None, threads: int
+    ) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._interpreter = Interpreter(model_content=model, num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidModel(f"not a loadable TFLite model: {exc}") from None
+        self._input = _pick(self._interpreter.get_input_details(), input_tensor, "input")
+        self._output = _pick(self._interpreter.get_output_details(), output_tensor, "output")
+        shape = self._input["shape"]
+        if len(shape) != 4 or shape[3] != 3:
+            raise InvalidModel(f"input {self._input['name']!r} has shape {list(shape)}, not [n,h,w,3]")
+        self.input_name = self._input["name"]
+        self.output_name = self._output["name"]
+        self.input_size = (int(shape[1]), int(shape[2]))
+
+    def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
+        if pixels.shape[1:3] != self.input_size:
+            raise InputShapeMismatch(
+                f"the model takes {self.input_size[0]}x{self.input_size[1]} images, "
+                f"got {pixels.shape[1]}x{pixels.shape[2]}"
+            )
+        batch = to_input(
+            pixels, normalization, self._input["dtype"], tuple(self._input["quantization"])
+        )
+        rows = []
+        try:
+            for image in batch:  # the interpreter's input is allocated for batch 1
+                self._interpreter.set_tensor(self._input["index"], image[np.newaxis])
+                self._interpreter.invoke()
+                rows.append(self._interpreter.get_tensor(self._output["index"]).copy())
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFailed(f"the TFLite model failed to run: {exc}") from None
+        return to_probabilities(np.concatenate(rows), tuple(self._output["quantization"]))
