@@ -33,8 +33,10 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
-        body = {"code": (error.name or "error").lower().replace(" ", "_"),
-                "message": error.description}
+        body = {
+            "code": (error.name or "error").lower().replace(" ", "_"),
+            "message": error.description,
+        }
         return jsonify({"error": body}), error.code or 500
 
 

@@ -28,8 +28,13 @@ class ModelSource:
         return hashlib.sha256(self.blob).hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "format": self.format,
-                "origin": self.origin, "bytes": len(self.blob)}
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "format": self.format,
+            "origin": self.origin,
+            "bytes": len(self.blob),
+        }
 
 
 def load_default_model(config: dict[str, Any]) -> ModelSource | None:
@@ -60,5 +65,6 @@ def uploaded_model(name: str, blob: bytes, labels: bytes | None) -> ModelSource:
         raise InvalidField("the model file is empty (0 bytes)")
     if labels is None:
         raise InvalidField("an uploaded model needs its labels file (field label_file)")
-    return ModelSource(name=name or "uploaded", blob=blob,
-                       label_lines=tuple(parse_labels(labels)), origin="upload")
+    return ModelSource(
+        name=name or "uploaded", blob=blob, label_lines=tuple(parse_labels(labels)), origin="upload"
+    )

@@ -43,7 +43,9 @@ class TcpTransport:
 def make_transport(config: dict[str, Any]) -> Transport:
     kind = config["WORKER_TRANSPORT"]
     if kind == "process":
-        limits = Limits(memory_mb=config["WORKER_MEMORY_MB"], cpu_seconds=config["WORKER_CPU_SECONDS"])
+        limits = Limits(
+            memory_mb=config["WORKER_MEMORY_MB"], cpu_seconds=config["WORKER_CPU_SECONDS"]
+        )
         return ProcessTransport(
             LaunchSettings(config["WORKER_TIMEOUT"], config["WORKER_THREADS"], limits)
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 
 def detect_format(model: bytes) -> str:
-    """`tflite` when the FlatBuffer file identifier says so, else `graphdef` (protobuf has no
-    magic number, so a GraphDef is whatever is not TFLite; the worker rejects what fails to parse)."""
+    """`tflite` when the FlatBuffer file identifier says so, else `graphdef`.
+
+    Protobuf has no magic number, so a GraphDef is whatever is not TFLite; the worker rejects
+    what then fails to parse."""
     if len(model) >= 8 and model[4:8] == b"TFL3":
         return "tflite"
     return "graphdef"

@@ -246,7 +246,9 @@ class FrameReader:
             raise FrameTooLarge(f"header of {header_length} bytes exceeds {MAX_HEADER_BYTES}")
         if len(self._buffer) < PREAMBLE.size + header_length:
             return False
-        self._header = parse_header(bytes(self._buffer[PREAMBLE.size : PREAMBLE.size + header_length]))
+        self._header = parse_header(
+            bytes(self._buffer[PREAMBLE.size : PREAMBLE.size + header_length])
+        )
         self._body_start = PREAMBLE.size + header_length
         return True
 

@@ -16,10 +16,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     parser.add_argument("--cpu-seconds", type=int, default=Limits.cpu_seconds)
     parser.add_argument("--listen", metavar="HOST:PORT", help="serve frames over TCP instead")
-    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
-                        help="frames run at once in --listen mode")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="wall-clock seconds per frame in --listen mode")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="frames run at once in --listen mode",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="wall-clock seconds per frame in --listen mode"
+    )
     return parser.parse_args(argv)
 
 

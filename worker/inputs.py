@@ -48,8 +48,10 @@ def to_probabilities(raw: np.ndarray, quantization: tuple[float, int] = (0.0, 0)
     if quantized:
         values = (values - zero_point) * scale
     values = values.reshape(values.shape[0], -1)
-    is_distribution = values.min() >= 0 and values.max() <= 1 and (
-        quantized or np.allclose(values.sum(axis=1), 1.0, atol=0.01)
+    is_distribution = (
+        values.min() >= 0
+        and values.max() <= 1
+        and (quantized or np.allclose(values.sum(axis=1), 1.0, atol=0.01))
     )
     if not is_distribution:
         shifted = np.exp(values - values.max(axis=1, keepdims=True))

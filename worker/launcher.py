@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol import ResourceExhausted, WorkerCrashed, WorkerTimeout, encode_error
@@ -21,7 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class LaunchSettings:
     timeout_seconds: float = 60.0
     threads: int = 1
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
     def command(self) -> list[str]:
         return [

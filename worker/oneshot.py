@@ -8,29 +8,14 @@ from typing import BinaryIO
 import numpy as np
 
 from protocol import (
-    FrameReader,
     Request,
     ResourceExhausted,
     ServiceError,
     encode_error,
     encode_probabilities,
 )
+from worker.framing import read_request
 from worker.runtimes import load_model
-
-CHUNK = 1 << 20
-
-
-def read_request(stream: BinaryIO) -> Request:
-    """Read exactly one frame; the reader bounds every length before it buffers the bytes."""
-    reader = FrameReader()
-    while True:
-        request = reader.next_request()
-        if request is not None:
-            return request
-        chunk = stream.read(max(CHUNK, reader.needed()) if reader.buffered else CHUNK)
-        if not chunk:
-            reader.end_of_input()
-        reader.receive_data(chunk)
 
 
 def classify(request: Request, threads: int) -> np.ndarray:
@@ -47,7 +32,7 @@ def classify(request: Request, threads: int) -> np.ndarray:
 def answer(stdin: BinaryIO, threads: int) -> tuple[bytes, int]:
     """The answer bytes and the exit code for the frame on `stdin`."""
     try:
-        probabilities = classify(read_request(stdin), threads)
+        probabilities = classify(read_request(stdin.read), threads)
     except ServiceError as exc:
         return encode_error(exc), exc.exit_code
     except MemoryError:

@@ -8,7 +8,8 @@ import socket
 import socketserver
 import threading
 
-from protocol import FrameError, FrameReader, encode_error, encode_request
+from protocol import FrameError, encode_error, encode_request
+from worker.framing import read_request
 from worker.launcher import LaunchSettings, run_frame
 
 READ_TIMEOUT_SECONDS = 30.0
@@ -21,22 +22,13 @@ class _FrameHandler(socketserver.BaseRequestHandler):
         with self.server.slots:
             self.request.settimeout(READ_TIMEOUT_SECONDS)
             try:
-                frame = self._read_frame()
+                frame = encode_request(read_request(self.request.recv))
             except FrameError as exc:
                 self.request.sendall(encode_error(exc))
                 return
             except (TimeoutError, ConnectionError):
                 return
             self.request.sendall(run_frame(frame, self.server.settings))
-
-    def _read_frame(self) -> bytes:
-        reader = FrameReader()
-        while (request := reader.next_request()) is None:
-            chunk = self.request.recv(max(65536, min(reader.needed(), 1 << 22)))
-            if not chunk:
-                reader.end_of_input()
-            reader.receive_data(chunk)
-        return encode_request(request)
 
 
 class WorkerServer(socketserver.ThreadingTCPServer):

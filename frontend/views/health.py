@@ -32,5 +32,10 @@ def readyz() -> tuple[Response, int]:
         result = service.classify(_probe_image(), None, Normalization(), 1)
     except ServiceError as exc:
         return jsonify({"status": "not ready", "error": exc.to_dict()}), 503
-    return jsonify({"status": "ready", "model": result.model.describe(),
-                    "worker_ms": result.timings_ms["worker"]}), 200
+    return jsonify(
+        {
+            "status": "ready",
+            "model": result.model.describe(),
+            "worker_ms": result.timings_ms["worker"],
+        }
+    ), 200

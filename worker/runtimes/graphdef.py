@@ -14,7 +14,7 @@ def _node_name(tensor: str) -> str:
     return tensor.split(":")[0].lstrip("^")
 
 
-def find_input(graph_def, wanted: str | None):  # noqa: ANN001, ANN201 - protobuf types
+def find_input(graph_def, wanted: str | None):
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     if wanted is not None:
         for node in placeholders:
@@ -30,7 +30,7 @@ def find_input(graph_def, wanted: str | None):  # noqa: ANN001, ANN201 - protobu
     return placeholders[0]
 
 
-def find_output(graph_def, wanted: str | None) -> str:  # noqa: ANN001
+def find_output(graph_def, wanted: str | None) -> str:
     names = {n.name for n in graph_def.node}
     if wanted is not None:
         if _node_name(wanted) not in names:

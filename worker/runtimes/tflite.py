@@ -38,7 +38,9 @@ class TfliteModel:
         self._output = _pick(self._interpreter.get_output_details(), output_tensor, "output")
         shape = self._input["shape"]
         if len(shape) != 4 or shape[3] != 3:
-            raise InvalidModel(f"input {self._input['name']!r} has shape {list(shape)}, not [n,h,w,3]")
+            raise InvalidModel(
+                f"input {self._input['name']!r} has shape {list(shape)}, not [n,h,w,3]"
+            )
         self.input_name = self._input["name"]
         self.output_name = self._output["name"]
         self.input_size = (int(shape[1]), int(shape[2]))

@@ -1,0 +1,14 @@
+# One image for both services; everything comes from PyPI.
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt pyproject.toml ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY protocol ./protocol
+COPY worker ./worker
+COPY frontend ./frontend
+COPY tools ./tools
+COPY gunicorn.conf.py ./
+RUN pip install --no-cache-dir --no-deps -e . && useradd --create-home service
+USER service
+ENV MODEL_DIR=/models
+EXPOSE 8080 9000

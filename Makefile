@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL_DIR ?= models
+# The shared fixtures folder beside the checkout, when present; CI sets it explicitly.
+MODEL_MIRROR ?= $(wildcard ../shared/models)
+PORT ?= 8080
+TEST_DEBS := chromium docker-compose
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test models venv dev-venv debs lint clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+models: venv
+	$(BIN)/python -m tools.fetch_models --dest $(MODEL_DIR) $(if $(MODEL_MIRROR),--mirror $(MODEL_MIRROR))
+
+# Debian packages the tests drive: a real browser and the compose file checker.
+debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: venv models
+	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "frontend:create_app()"
+
+lint: dev-venv
+	$(BIN)/ruff check .
+
+test: dev-venv models debs lint
+	docker-compose -f docker-compose.yml config --quiet
+	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(MODEL_DIR) artifacts
