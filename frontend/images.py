@@ -61,7 +61,7 @@ def prepare_image(
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImage(f"the image is too large to decode safely: {exc}") from None
+        raise InvalidImage(f"the image is over the limit of {max_pixels} pixels: {exc}") from None
     except UnidentifiedImageError:
         raise InvalidImage("the file is not an image in any format Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -1,0 +1,98 @@
+"""The one image-preparation function, on real photos and on every awkward kind of image."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import IMAGES
+from PIL import Image
+
+from frontend.errors import InvalidImage
+from frontend.images import prepare_image
+
+SIZE = (224, 224)
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_real_photo_becomes_rgb_uint8_at_model_size() -> None:
+    pixels = prepare_image((IMAGES / "grace_hopper.jpg").read_bytes(), SIZE)
+    assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
+    assert 40 < pixels.mean() < 220
+
+
+def test_non_square_size_is_height_then_width() -> None:
+    assert prepare_image((IMAGES / "cat.jpg").read_bytes(), (128, 160)).shape == (128, 160, 3)
+
+
+def test_exif_orientation_is_applied() -> None:
+    # A 40x20 image, left half red, stored with orientation 6 (rotate 90° clockwise to view).
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pixels = prepare_image(encode(image, "JPEG", exif=exif.tobytes(), quality=95), (40, 20))
+    # After rotating clockwise the red half is on top.
+    assert pixels[2, 10, 0] > 200 and pixels[2, 10, 2] < 60
+    assert pixels[37, 10, 2] > 200
+
+
+def test_alpha_is_composited_on_white() -> None:
+    transparent = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    assert (prepare_image(encode(transparent, "PNG"), (8, 8)) == 255).all()
+
+
+@pytest.mark.parametrize(
+    "mode, fmt",
+    [("P", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("1", "BMP")],
+)
+def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
+    image = Image.new("RGB", (16, 16), (200, 100, 50)).convert(mode)
+    pixels = prepare_image(encode(image, fmt), (16, 16))
+    assert pixels.shape == (16, 16, 3) and pixels.dtype == np.uint8
+
+
+def test_sixteen_bit_grayscale_keeps_its_range() -> None:
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    pixels = prepare_image(encode(Image.fromarray(ramp), "PNG"), (64, 64))
+    assert pixels.max() >= 250 and pixels.min() <= 5
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    pixels = prepare_image(data, (8, 8))
+    assert pixels[..., 0].mean() > 200 and pixels[..., 2].mean() < 50
+
+
+def test_large_jpeg_uses_draft_decode_and_keeps_the_content() -> None:
+    photo = Image.open(IMAGES / "grace_hopper.jpg").resize((2400, 2400))
+    large = encode(photo, "JPEG", quality=90)
+    small = prepare_image(encode(photo.resize((224, 224), Image.Resampling.BILINEAR), "PNG"), SIZE)
+    drafted = prepare_image(large, SIZE)
+    assert np.abs(drafted.astype(int) - small.astype(int)).mean() < 12
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4 not an image", "not an image"),
+        ((IMAGES / "cat.jpg").read_bytes()[:5000], "truncated"),
+    ],
+)
+def test_undecodable_input_is_invalid_image(data: bytes, words: str) -> None:
+    with pytest.raises(InvalidImage, match=words):
+        prepare_image(data, SIZE)
+
+
+def test_pixel_limit_refuses_huge_images() -> None:
+    data = encode(Image.new("L", (3000, 3000)), "PNG")
+    with pytest.raises(InvalidImage, match="over the limit"):
+        prepare_image(data, SIZE, max_pixels=1_000_000)

@@ -1,0 +1,51 @@
+"""Label lookup and the answer's confidence word."""
+
+from __future__ import annotations
+
+import pytest
+
+from frontend.answers import confidence_word, top_predictions
+from frontend.errors import InvalidLabels, LabelsMismatch
+from frontend.labels import align_labels, parse_labels
+
+
+def test_parse_ignores_trailing_blank_lines_and_bom() -> None:
+    assert parse_labels("\ufeffa\nb\n\n\n".encode()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n", b"\xff\xfe\x00"])
+def test_parse_refuses_empty_or_binary(data: bytes) -> None:
+    with pytest.raises(InvalidLabels):
+        parse_labels(data)
+
+
+def test_alignment() -> None:
+    assert align_labels(["a", "b", "c"], 3).alignment == "exact"
+    extra = align_labels(["background", "a", "b"], 2)
+    assert extra.names == ("a", "b") and extra.note
+    short = align_labels(["a", "b"], 3)
+    assert short.names == ("background", "a", "b") and short.alignment == "added_background"
+    with pytest.raises(LabelsMismatch, match="5 lines but the model has 3 outputs"):
+        align_labels(list("abcde"), 3)
+
+
+@pytest.mark.parametrize(
+    "probability, word",
+    [
+        (0.9, "very high"),
+        (0.75, "high"),
+        (0.51, "high"),
+        (0.5, "medium"),
+        (0.21, "medium"),
+        (0.2, "low"),
+        (0.01, "low"),
+    ],
+)
+def test_confidence_words_are_the_seeds(probability: float, word: str) -> None:
+    assert confidence_word(probability) == word
+
+
+def test_top_predictions_best_first() -> None:
+    labels = align_labels(["a", "b", "c"], 3)
+    top = top_predictions([0.2, 0.7, 0.1], labels, 2)
+    assert [(p.label, p.index) for p in top] == [("b", 1), ("a", 0)]

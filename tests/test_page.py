@@ -1,0 +1,84 @@
+"""The upload page in a real browser: Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import BIRD_LABELS, BIRD_MODEL, IMAGES, ROOT
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=base_url)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def test_default_model_in_the_browser(page: Page) -> None:
+    page.goto("/")
+    page.set_input_files("#image-input", str(IMAGES / "grace_hopper.jpg"))
+    expect(page.locator("#preview")).to_be_visible()
+    page.click("#classify-button")
+    first = page.locator("#predictions li .label").first
+    expect(first).to_have_text("military uniform", timeout=60_000)
+    expect(page.locator("#predictions li")).to_have_count(5)
+    expect(page.locator("#summary")).to_contain_text("very high")
+    expect(page.locator("#summary")).to_contain_text(" ms")
+    page.screenshot(path=str(SCREENSHOTS / "grace_hopper.png"), full_page=True)
+
+
+def test_uploaded_bird_model_in_the_browser(page: Page) -> None:
+    page.goto("/")
+    page.click("summary")
+    page.set_input_files("#image-input", str(IMAGES / "parrot.jpg"))
+    page.set_input_files("#model-input", str(BIRD_MODEL))
+    page.set_input_files("#labels-input", str(BIRD_LABELS))
+    page.click("#classify-button")
+    expect(page.locator("#predictions li .label").first).to_have_text(
+        "Ara macao (Scarlet Macaw)", timeout=60_000
+    )
+    page.screenshot(path=str(SCREENSHOTS / "parrot_bird_model.png"), full_page=True)
+
+
+def test_error_is_shown_in_the_page(page: Page, tmp_path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    page.goto("/")
+    page.set_input_files("#image-input", str(text))
+    page.click("#classify-button")
+    expect(page.locator("#error")).to_contain_text("invalid_image", timeout=30_000)
+
+
+def test_form_works_without_javascript(browser: Browser, base_url: str) -> None:
+    context = browser.new_context(base_url=base_url, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/")
+    page.set_input_files("#image-input", str(IMAGES / "hot_dog.jpg"))
+    page.click("#classify-button")
+    expect(page.locator("#predictions li .label").first).to_have_text("hotdog, hot dog, red hot")
+    page.screenshot(path=str(SCREENSHOTS / "no_javascript.png"), full_page=True)
+    context.close()
