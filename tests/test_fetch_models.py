@@ -30,6 +30,13 @@ def serve(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test MODEL_MIRROR=…` exports the variable; these tests choose their sources."""
+    for name in ("MODEL_MIRROR", "MODEL_URL_BASE", "MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def mirror_url() -> Iterator[str]:
     yield from serve(MIRROR)

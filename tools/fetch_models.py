@@ -99,10 +99,11 @@ def install(item: ModelFile, source: str, dest: Path) -> None:
 
 
 def source_for(item: ModelFile, mirror: str | None, url_base: str | None) -> str | None:
-    if mirror:
-        return str(Path(mirror) / item.name)
+    """An explicit base URL wins over a mirror folder, which wins over the official address."""
     if url_base:
         return url_base.rstrip("/") + "/" + item.name
+    if mirror:
+        return str(Path(mirror) / item.name)
     return item.url
 
 
