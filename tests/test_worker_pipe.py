@@ -111,3 +111,13 @@ def test_worker_environment_is_clean(monkeypatch) -> None:
     monkeypatch.setenv("ADMIN_TOKEN", "secret")
     env = _clean_environment("/tmp/x")
     assert "ADMIN_TOKEN" not in env and env["HOME"] == "/tmp/x"
+
+
+def test_wrong_image_size_names_the_models_size() -> None:
+    result = pipe(str(DEFAULT_MODEL), str(IMAGES / "cat.jpg"), "--size 160")
+    assert result.returncode == 3
+    error = json.loads(result.stdout)["error"]
+    assert error == {
+        "code": "model_input_mismatch",
+        "message": "the model takes 224x224 images, got 160x160",
+    }

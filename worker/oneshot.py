@@ -15,7 +15,7 @@ from protocol import (
     encode_probabilities,
 )
 from worker.framing import read_request
-from worker.runtimes import load_model
+from worker.runtimes import check_input_size, load_model
 
 
 def classify(request: Request, threads: int) -> np.ndarray:
@@ -23,6 +23,7 @@ def classify(request: Request, threads: int) -> np.ndarray:
     model = load_model(
         request.model, header.model_format, header.input_tensor, header.output_tensor, threads
     )
+    check_input_size(model, header.height, header.width)
     pixels = np.frombuffer(request.pixels, dtype=np.uint8).reshape(
         header.image_count, header.height, header.width, header.channels
     )

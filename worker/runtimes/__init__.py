@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from protocol import InvalidModel, Normalization
+from protocol import InputShapeMismatch, InvalidModel, Normalization
 from protocol.formats import detect_format
 
 
@@ -18,7 +18,8 @@ class LoadedModel(Protocol):
     input_size: tuple[int, int] | None  # height, width; None when the model takes any size
 
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
-        """Probabilities, shape [n, classes], for uint8 RGB pixels of shape [n, h, w, 3]."""
+        """Probabilities, shape [n, classes], for uint8 RGB pixels of shape [n, h, w, 3]
+        whose h and w already match `input_size` (see `check_input_size`)."""
         ...
 
 
@@ -39,3 +40,11 @@ def load_model(
     from worker.runtimes.graphdef import GraphDefModel
 
     return GraphDefModel(model, input_tensor, output_tensor, threads)
+
+
+def check_input_size(model: LoadedModel, height: int, width: int) -> None:
+    if model.input_size is not None and (height, width) != model.input_size:
+        expected_h, expected_w = model.input_size
+        raise InputShapeMismatch(
+            f"the model takes {expected_h}x{expected_w} images, got {height}x{width}"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol import InputShapeMismatch, InvalidModel, ModelFailed, Normalization, TensorNotFound
+from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
 from worker.inputs import to_input, to_probabilities
 
 _NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2"}
@@ -85,11 +85,6 @@ class GraphDefModel:
         self._session = tf.compat.v1.Session(graph=graph, config=config)
 
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
-        if self.input_size is not None and pixels.shape[1:3] != self.input_size:
-            raise InputShapeMismatch(
-                f"the model takes {self.input_size[0]}x{self.input_size[1]} images, "
-                f"got {pixels.shape[1]}x{pixels.shape[2]}"
-            )
         batch = to_input(pixels, normalization, np.dtype(self._dtype))
         chunks = [batch[i : i + 1] for i in range(len(batch))] if self._fixed_batch else [batch]
         try:

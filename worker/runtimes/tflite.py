@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol import InputShapeMismatch, InvalidModel, ModelFailed, Normalization, TensorNotFound
+from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
 from worker.inputs import to_input, to_probabilities
 
 
@@ -46,11 +46,6 @@ class TfliteModel:
         self.input_size = (int(shape[1]), int(shape[2]))
 
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
-        if pixels.shape[1:3] != self.input_size:
-            raise InputShapeMismatch(
-                f"the model takes {self.input_size[0]}x{self.input_size[1]} images, "
-                f"got {pixels.shape[1]}x{pixels.shape[2]}"
-            )
         batch = to_input(
             pixels, normalization, self._input["dtype"], tuple(self._input["quantization"])
         )
