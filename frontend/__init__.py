@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from frontend import service
 from frontend.config import from_environment
 from frontend.errors import PayloadTooLarge
-from frontend.views import api, health, page
+from frontend.views import api, health, models, page
 from protocol import ServiceError
 
 
@@ -49,5 +49,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     service.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(health.bp)
     return app

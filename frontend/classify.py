@@ -12,7 +12,7 @@ from frontend.images import prepare_image
 from frontend.labels import Labels, align_labels
 from frontend.models import ModelSource
 from frontend.transport import Transport
-from protocol import Normalization, Request, RequestHeader, encode_request
+from protocol import Normalization, Request, RequestHeader, decode_answer, encode_request
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,28 @@ def classify_image(
     model: ModelSource,
     transport: Transport,
     *,
-    size: int,
+    default_size: int,
     normalization: Normalization,
     top_k: int,
     max_pixels: int,
 ) -> Classification:
+    """`normalization` overrides the model's own unless it is `model_default`."""
     started = time.perf_counter()
-    pixels = prepare_image(image, (size, size), max_pixels)
+    height, width = model.input_size or (default_size, default_size)
+    pixels = prepare_image(image, (height, width), max_pixels)
     prepared = time.perf_counter()
     header = RequestHeader(
-        height=size, width=size, model_length=len(model.blob), normalization=normalization
+        height=height,
+        width=width,
+        model_length=len(model.blob),
+        input_tensor=model.input_tensor,
+        output_tensor=model.output_tensor,
+        normalization=model.normalization
+        if normalization.mode == "model_default"
+        else normalization,
     )
-    probabilities = transport.run(encode_request(Request(header, model.blob, pixels.tobytes())))
+    frame = encode_request(Request(header, model.blob, pixels.tobytes()))
+    probabilities = decode_answer(transport.exchange(frame))
     answered = time.perf_counter()
     labels = align_labels(list(model.label_lines), len(probabilities))
     predictions = top_predictions(probabilities, labels, top_k)

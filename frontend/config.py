@@ -14,6 +14,8 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "MODEL_DIR": (str(PROJECT_ROOT / "models"), str),
     "DEFAULT_MODEL": ("mobilenet_v2_1.0_224_quant.tflite", str),
     "DEFAULT_LABELS": ("imagenet_labels.txt", str),
+    "MODEL_STORE": (str(PROJECT_ROOT / "model-store"), str),  # registered models
+    "MAX_MODEL_BYTES": (100 * 1024 * 1024, int),  # per registered model; over it: 413
     "INPUT_SIZE": (224, int),
     "WORKER_TRANSPORT": ("process", str),  # "process" or "tcp"
     "WORKER_ADDRESS": ("127.0.0.1:9000", str),  # host:port for the tcp transport

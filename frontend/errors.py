@@ -51,3 +51,21 @@ class NotFound(BadRequest):
 class DefaultModelMissing(ServiceError):
     code = "default_model_missing"
     status = 503
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class ModelTooLarge(PayloadTooLarge):
+    code = "model_too_large"
+
+
+class ModelIsDefault(BadRequest):
+    code = "model_is_default"
+    status = 409
+
+
+class StoreUnavailable(ServiceError):
+    code = "store_unavailable"
+    status = 507

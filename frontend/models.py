@@ -1,15 +1,17 @@
-"""Models the frontend can send to a worker: the default one from MODEL_DIR, or an upload."""
+"""Models the frontend can send to a worker: a stored one (the default model is stored too) or
+an ad-hoc upload, with what a frame needs to run it."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frontend.errors import DefaultModelMissing, InvalidField
+from frontend.errors import InvalidField
 from frontend.labels import parse_labels
-from protocol import detect_format
+from frontend.store import StoredModel
+from protocol import Normalization, detect_format
 
 
 @dataclass(frozen=True)
@@ -17,47 +19,57 @@ class ModelSource:
     name: str
     blob: bytes
     label_lines: tuple[str, ...]
-    origin: str  # "default" or "upload"
-
-    @property
-    def format(self) -> str:
-        return detect_format(self.blob)
+    origin: str  # "default", "registered" or "upload"
+    input_size: tuple[int, int] | None = None  # None: the INPUT_SIZE setting
+    input_tensor: str | None = None
+    output_tensor: str | None = None
+    normalization: Normalization = field(default_factory=Normalization)
+    manifest: dict[str, Any] | None = None
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.blob).hexdigest()
 
     def describe(self) -> dict[str, Any]:
+        """The model's identity for answers; `id` is null for an unregistered upload."""
+        if self.manifest is not None:
+            model_id, model_format = self.manifest["id"], self.manifest["format"]
+        else:
+            model_id, model_format = None, detect_format(self.blob)
         return {
+            "id": model_id,
+            "sha256": model_id or self.sha256,
             "name": self.name,
-            "sha256": self.sha256,
-            "format": self.format,
+            "format": model_format,
             "origin": self.origin,
-            "bytes": len(self.blob),
         }
 
 
-def load_default_model(config: dict[str, Any]) -> ModelSource | None:
-    """The default model from MODEL_DIR, or None when `make models` has not put it there."""
-    folder = Path(config["MODEL_DIR"])
-    model_path, labels_path = folder / config["DEFAULT_MODEL"], folder / config["DEFAULT_LABELS"]
-    if not (model_path.is_file() and labels_path.is_file()):
-        return None
+def normalization_from_wire(wire: dict[str, Any]) -> Normalization:
+    if wire["mode"] == "mean_std":
+        return Normalization("mean_std", float(wire["mean"]), float(wire["std"]))
+    return Normalization(wire["mode"])
+
+
+def from_stored(stored: StoredModel, origin: str) -> ModelSource:
+    manifest = stored.manifest
+    size = manifest["input"]["height"], manifest["input"]["width"]
     return ModelSource(
-        name=model_path.name,
-        blob=model_path.read_bytes(),
-        label_lines=tuple(parse_labels(labels_path.read_bytes())),
-        origin="default",
+        name=manifest["name"],
+        blob=stored.model_bytes(),
+        label_lines=tuple(parse_labels(stored.labels_bytes())),
+        origin=origin,
+        input_size=size if None not in size else None,
+        input_tensor=manifest["input"]["name"],
+        output_tensor=manifest["output"]["name"],
+        normalization=normalization_from_wire(manifest["normalization"]),
+        manifest=manifest,
     )
 
 
-def require_default(model: ModelSource | None, config: dict[str, Any]) -> ModelSource:
-    if model is None:
-        raise DefaultModelMissing(
-            f"the default model {config['DEFAULT_MODEL']} is not in {config['MODEL_DIR']}: "
-            "run `make models`"
-        )
-    return model
+def default_files(config: dict[str, Any]) -> tuple[Path, Path]:
+    folder = Path(config["MODEL_DIR"])
+    return folder / config["DEFAULT_MODEL"], folder / config["DEFAULT_LABELS"]
 
 
 def uploaded_model(name: str, blob: bytes, labels: bytes | None) -> ModelSource:
@@ -66,5 +78,8 @@ def uploaded_model(name: str, blob: bytes, labels: bytes | None) -> ModelSource:
     if labels is None:
         raise InvalidField("an uploaded model needs its labels file (field label_file)")
     return ModelSource(
-        name=name or "uploaded", blob=blob, label_lines=tuple(parse_labels(labels)), origin="upload"
+        name=name or "uploaded",
+        blob=blob,
+        label_lines=tuple(parse_labels(labels)),
+        origin="upload",
     )

@@ -1,14 +1,21 @@
-"""The per-app service object: the default model, the worker transport and the settings they
-need, created once by the application factory."""
+"""The per-app service object: settings, the model store, the default model and the worker
+transport, created once by the application factory."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
 
 from frontend.classify import Classification, classify_image
-from frontend.models import ModelSource, load_default_model, require_default
+from frontend.errors import DefaultModelMissing, ModelIsDefault, ModelNotFound
+from frontend.models import ModelSource, default_files, from_stored
+from frontend.registry import register
+from frontend.store import ModelStore, StoredModel
 from frontend.transport import make_transport
 from protocol import Normalization
 
@@ -16,21 +23,86 @@ from protocol import Normalization
 class Service:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.default_model = load_default_model(config)
+        self.store = ModelStore(Path(config["MODEL_STORE"]))
         self.transport = make_transport(config)
+        self._default_lock = threading.Lock()
+        self._default_id: str | None = None
+
+    # --- models ----------------------------------------------------------------------------
+
+    def default_model(self) -> StoredModel:
+        """The default model from MODEL_DIR, registered in the store on first use."""
+        with self._default_lock:
+            if self._default_id is not None and (found := self.store.get(self._default_id)):
+                return found
+            model_path, labels_path = default_files(self.config)
+            if not (model_path.is_file() and labels_path.is_file()):
+                raise DefaultModelMissing(
+                    f"the default model {model_path.name} or its labels are not in "
+                    f"{model_path.parent}: run `make models`"
+                )
+            blob = model_path.read_bytes()
+            stored = self.store.get(hashlib.sha256(blob).hexdigest())
+            if stored is None:
+                stored, _ = self.register(blob, labels_path.read_bytes(), name=model_path.name)
+            self._default_id = stored.id
+            return stored
+
+    def is_default(self, model_id: str) -> bool:
+        try:
+            return self.default_model().id == model_id
+        except DefaultModelMissing:
+            return False
+
+    def register(self, blob: bytes, labels: bytes, **options: Any) -> tuple[StoredModel, bool]:
+        return register(
+            self.store,
+            self.transport,
+            blob,
+            labels,
+            max_bytes=self.config["MAX_MODEL_BYTES"],
+            **options,
+        )
+
+    def stored(self, model_id: str) -> StoredModel:
+        found = self.store.get(model_id)
+        if found is None:
+            raise ModelNotFound(f"no model with id {model_id!r}; GET /api/v1/models lists them")
+        return found
+
+    def delete(self, model_id: str) -> None:
+        self.stored(model_id)
+        if self.is_default(model_id):
+            raise ModelIsDefault("the default model cannot be deleted")
+        if not self.store.delete(model_id):
+            raise ModelNotFound(f"no model with id {model_id!r}")
+
+    def resolve(self, upload: ModelSource | None, model_id: str | None) -> ModelSource:
+        """What to run: an upload (with the stored manifest when the bytes are known, but always
+        the uploaded labels), a stored model by id, or the default."""
+        if upload is not None:
+            known = self.store.get(upload.sha256)
+            if known is None:
+                return upload
+            return replace(from_stored(known, "registered"), label_lines=upload.label_lines)
+        if model_id:
+            return from_stored(self.stored(model_id), "registered")
+        return from_stored(self.default_model(), "default")
+
+    # --- classification --------------------------------------------------------------------
 
     def classify(
         self,
         image: bytes,
-        model: ModelSource | None,
+        model: ModelSource,
         normalization: Normalization,
         top_k: int,
     ) -> Classification:
         return classify_image(
             image,
-            model or require_default(self.default_model, self.config),
+            model,
             self.transport,
-            size=self.config["INPUT_SIZE"],
+            default_size=self.config["INPUT_SIZE"],
             normalization=normalization,
             top_k=top_k,
             max_pixels=self.config["MAX_IMAGE_PIXELS"],

@@ -1,27 +1,29 @@
 """How the frontend reaches a worker: a fresh local process per request (`process`, default) or
-the worker service over TCP (`tcp`, docker-compose). Both return probabilities or raise the
-ServiceError the worker reported."""
+the worker service over TCP (`tcp`, docker-compose). Both return the worker's answer bytes;
+a worker that cannot be reached or answered in time becomes a ServiceError here."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from protocol import WorkerTimeout, WorkerUnavailable, decode_answer
+from protocol import WorkerTimeout, WorkerUnavailable
 from worker.launcher import LaunchSettings, run_frame
 from worker.limits import Limits
 from worker.tcp import send_frame
 
 
 class Transport(Protocol):
-    def run(self, frame: bytes) -> list[float]: ...
+    def exchange(self, frame: bytes) -> bytes:
+        """The worker's answer bytes for `frame` (decode with protocol.decode_*)."""
+        ...
 
 
 class ProcessTransport:
     def __init__(self, settings: LaunchSettings) -> None:
         self.settings = settings
 
-    def run(self, frame: bytes) -> list[float]:
-        return decode_answer(run_frame(frame, self.settings))
+    def exchange(self, frame: bytes) -> bytes:
+        return run_frame(frame, self.settings)
 
 
 class TcpTransport:
@@ -29,15 +31,14 @@ class TcpTransport:
         self.address = address
         self.timeout = timeout
 
-    def run(self, frame: bytes) -> list[float]:
+    def exchange(self, frame: bytes) -> bytes:
         try:
-            answer = send_frame(self.address, frame, self.timeout)
+            return send_frame(self.address, frame, self.timeout)
         except TimeoutError:
             raise WorkerTimeout(f"the worker service took longer than {self.timeout:g} s") from None
         except OSError as exc:
             host, port = self.address
             raise WorkerUnavailable(f"cannot reach the worker at {host}:{port}: {exc}") from None
-        return decode_answer(answer)
 
 
 def make_transport(config: dict[str, Any]) -> Transport:

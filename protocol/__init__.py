@@ -1,6 +1,12 @@
 """The bytes shared by the frontend and the worker: request frames and answers. No I/O here."""
 
-from protocol.answer import decode_answer, encode_error, encode_probabilities
+from protocol.answer import (
+    decode_answer,
+    decode_description,
+    encode_description,
+    encode_error,
+    encode_probabilities,
+)
 from protocol.errors import (
     BadHeader,
     BadMagic,
@@ -58,8 +64,10 @@ __all__ = [
     "WorkerTimeout",
     "WorkerUnavailable",
     "decode_answer",
+    "decode_description",
     "decode_request",
     "detect_format",
+    "encode_description",
     "encode_error",
     "encode_probabilities",
     "encode_request",

@@ -63,6 +63,9 @@ class RequestHeader:
     channels: int = 3
     pixel_format: str = "RGB8"
     normalization: Normalization = field(default_factory=Normalization)
+    # Ask for the model's description (tensors, size, normalisation) with the answer. With
+    # image_count 0 the worker runs the model once on a uniform grey probe of its own input size.
+    describe: bool = False
 
     @property
     def pixels_length(self) -> int:
@@ -81,6 +84,7 @@ class RequestHeader:
             "pixel_format": self.pixel_format,
             "pixels_length": self.pixels_length,
             "normalization": self.normalization.to_wire(),
+            "describe": self.describe,
         }
 
 
@@ -120,6 +124,13 @@ def _require(wire: dict[str, Any], key: str, kind: type, optional: bool = False)
     return value
 
 
+def _optional_flag(wire: dict[str, Any], key: str) -> bool:
+    value = wire.get(key, False)
+    if not isinstance(value, bool):
+        raise BadHeader(f"header field {key!r} must be a boolean, got {value!r}")
+    return value
+
+
 def _parse_normalization(raw: Any) -> Normalization:
     if not isinstance(raw, dict) or raw.get("mode") not in NORMALIZATIONS:
         raise BadHeader(f"normalization must name a mode among {NORMALIZATIONS}, got {raw!r}")
@@ -138,9 +149,11 @@ def _validate_header(header: RequestHeader) -> None:
         raise BadHeader(f"model_format must be one of {MODEL_FORMATS} or nil")
     if header.channels != 3 or header.pixel_format != "RGB8":
         raise BadHeader("only 3-channel RGB8 pixels are supported")
-    for name in ("height", "width", "image_count"):
+    for name in ("height", "width"):
         if getattr(header, name) < 1:
             raise BadHeader(f"{name} must be at least 1")
+    if header.image_count < (0 if header.describe else 1):
+        raise BadHeader("image_count must be at least 1 (0 is allowed only with describe)")
     if header.model_length < 0:
         raise BadHeader("model_length must not be negative")
     if header.model_length > MAX_MODEL_BYTES:
@@ -168,6 +181,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         channels=_require(wire, "channels", int),
         pixel_format=_require(wire, "pixel_format", str),
         normalization=_parse_normalization(wire.get("normalization")),
+        describe=_optional_flag(wire, "describe"),
     )
     _validate_header(header)
     declared = _require(wire, "pixels_length", int)

@@ -86,7 +86,13 @@ def start_gunicorn(tmp: Path, env: dict[str, str] | None = None) -> Server:
     """The real server, started the way `make run` starts it, on a free loopback port."""
     port = free_port()
     log = tmp / f"gunicorn-{port}.log"
-    full_env = {**os.environ, "MODEL_DIR": str(MODELS), "BIND": f"127.0.0.1:{port}", **(env or {})}
+    full_env = {
+        **os.environ,
+        "MODEL_DIR": str(MODELS),
+        "BIND": f"127.0.0.1:{port}",
+        "MODEL_STORE": str(tmp / f"store-{port}"),
+        **(env or {}),
+    }
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),

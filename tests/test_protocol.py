@@ -43,10 +43,11 @@ normalizations = st.one_of(
 
 @st.composite
 def requests_(draw: st.DrawFn) -> Request:
+    describe = draw(st.booleans())
     height, width, count = (
         draw(st.integers(1, 16)),
         draw(st.integers(1, 16)),
-        draw(st.integers(1, 3)),
+        draw(st.integers(0 if describe else 1, 3)),
     )
     model = draw(st.binary(max_size=256))
     header = RequestHeader(
@@ -58,6 +59,7 @@ def requests_(draw: st.DrawFn) -> Request:
         input_tensor=draw(st.one_of(st.none(), st.text(max_size=20))),
         output_tensor=draw(st.one_of(st.none(), st.text(max_size=20))),
         normalization=draw(normalizations),
+        describe=describe,
     )
     pixels = draw(st.binary(min_size=header.pixels_length, max_size=header.pixels_length))
     return Request(header, model, pixels)
@@ -142,6 +144,8 @@ def test_inconsistent_lengths() -> None:
         (valid_wire(model_format="onnx"), "model_format"),
         (valid_wire(normalization={"mode": "mean_std", "mean": 1, "std": 0}), "std"),
         ({"height": 2}, "missing"),
+        (valid_wire(image_count=0, pixels_length=0), "only with describe"),
+        (valid_wire(describe="yes"), "boolean"),
         ([1, 2, 3], "map"),
     ],
 )

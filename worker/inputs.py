@@ -36,8 +36,11 @@ def to_input(
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def to_probabilities(raw: np.ndarray, quantization: tuple[float, int] = (0.0, 0)) -> np.ndarray:
+def to_probabilities(
+    raw: np.ndarray, quantization: tuple[float, int] = (0.0, 0)
+) -> tuple[np.ndarray, bool]:
     """Dequantize if needed; apply softmax to outputs that are not already a distribution.
+    Returns the probabilities and whether softmax was applied (the outputs were logits).
 
     Values outside [0, 1] are logits. A float output must also sum to 1; a quantized softmax
     sums to 1 only roughly (0.89 seen on the iNat bird model), so its sum is not a test.
@@ -56,4 +59,4 @@ def to_probabilities(raw: np.ndarray, quantization: tuple[float, int] = (0.0, 0)
     if not is_distribution:
         shifted = np.exp(values - values.max(axis=1, keepdims=True))
         values = shifted / shifted.sum(axis=1, keepdims=True)
-    return values
+    return values, not is_distribution

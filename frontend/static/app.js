@@ -45,6 +45,8 @@
     event.preventDefault();
     const data = new FormData();
     data.append("image", imageInput.files[0]);
+    const chosen = document.getElementById("model-select").value;
+    if (chosen) data.append("model", chosen);
     for (const field of ["model_file", "label_file"]) {
       const file = form.elements[field].files[0];
       if (file) data.append(field, file);
@@ -63,5 +65,27 @@
       error.textContent = failure.message;
       error.hidden = false;
     }
+  });
+
+  const registerForm = document.getElementById("register-form");
+  const registerStatus = document.getElementById("register-status");
+  registerForm.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    registerStatus.textContent = "Checking the model…";
+    const response = await fetch("/api/v1/models", { method: "POST", body: new FormData(registerForm) });
+    const body = await response.json();
+    if (!response.ok) {
+      registerStatus.textContent = body.error.message + " (" + body.error.code + ")";
+      return;
+    }
+    const select = document.getElementById("model-select");
+    if (!select.querySelector('option[value="' + body.id + '"]')) {
+      const option = document.createElement("option");
+      option.value = body.id;
+      option.textContent = body.name + " (" + body.format + ", " + body.output.classes + " classes)";
+      select.appendChild(option);
+    }
+    select.value = body.id;
+    registerStatus.textContent = "Registered " + body.name + " (" + body.id.slice(0, 12) + ")";
   });
 })();

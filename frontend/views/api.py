@@ -15,7 +15,7 @@ def classify() -> Response:
     service = get_service()
     result = service.classify(
         forms.image_bytes(request, "image"),
-        forms.model_upload(request),
+        service.resolve(forms.model_upload(request), request.values.get("model")),
         forms.normalization(request),
         forms.top_k(request, service.config["DEFAULT_TOP_K"]),
     )

@@ -29,7 +29,7 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     service = get_service()
     try:
-        result = service.classify(_probe_image(), None, Normalization(), 1)
+        result = service.classify(_probe_image(), service.resolve(None, None), Normalization(), 1)
     except ServiceError as exc:
         return jsonify({"status": "not ready", "error": exc.to_dict()}), 503
     return jsonify(

@@ -12,9 +12,13 @@ from protocol import ServiceError
 bp = Blueprint("page", __name__)
 
 
+def _model_choices() -> list[dict]:
+    return [m.manifest for m in get_service().store.list()]
+
+
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", result=None, error=None)
+    return render_template("index.html", result=None, error=None, models=_model_choices())
 
 
 @bp.post("/infer")
@@ -25,16 +29,20 @@ def infer() -> Response | tuple[str, int] | str:
     try:
         result = service.classify(
             forms.image_bytes(request, "image_file"),
-            forms.model_upload(request),
+            service.resolve(forms.model_upload(request), request.values.get("model")),
             forms.normalization(request),
             service.config["DEFAULT_TOP_K"],
         )
     except ServiceError as exc:
         if not as_page:
             raise
-        return render_template("index.html", result=None, error=exc.to_dict()), exc.status
+        return render_template(
+            "index.html", result=None, error=exc.to_dict(), models=_model_choices()
+        ), exc.status
     if as_page:
-        return render_template("index.html", result=result.to_dict(), error=None)
+        return render_template(
+            "index.html", result=result.to_dict(), error=None, models=_model_choices()
+        )
     best = result.predictions[0]
     # The label comes from a user's file: escape() keeps a <script> in it inert.
     return Markup("Detected <b>{}</b> with <u>{}</u> confidence.").format(

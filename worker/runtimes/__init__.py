@@ -16,6 +16,9 @@ class LoadedModel(Protocol):
     input_name: str
     output_name: str
     input_size: tuple[int, int] | None  # height, width; None when the model takes any size
+    input_dtype: str  # numpy name: "uint8", "float32", ...
+    input_quantization: tuple[float, int] | None  # scale, zero point of a quantized input
+    output_is_logits: bool | None  # known after the first classify()
 
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
         """Probabilities, shape [n, classes], for uint8 RGB pixels of shape [n, h, w, 3]

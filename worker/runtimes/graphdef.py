@@ -71,6 +71,9 @@ class GraphDefModel:
         self._fixed_batch = len(dims) == 4 and dims[0] == 1
         self.input_size = (dims[1], dims[2]) if len(dims) == 4 and min(dims[1:3]) > 0 else None
         self._dtype = tf.dtypes.as_dtype(placeholder.attr["dtype"].type).as_numpy_dtype
+        self.input_dtype = np.dtype(self._dtype).name
+        self.input_quantization = None
+        self.output_is_logits: bool | None = None
         graph = tf.Graph()
         try:
             with graph.as_default():
@@ -93,4 +96,5 @@ class GraphDefModel:
             )
         except (self._tf.errors.OpError, ValueError) as exc:
             raise ModelFailed(f"the graph failed to run: {exc}") from None
-        return to_probabilities(raw)
+        probabilities, self.output_is_logits = to_probabilities(raw)
+        return probabilities

@@ -1,0 +1,75 @@
+"""Registering models: probe the model once in a worker, line its labels up with its outputs,
+and store it with a manifest. The default model is registered the same way on first use."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from frontend.errors import InvalidField, ModelTooLarge
+from frontend.labels import align_labels, parse_labels
+from frontend.store import ModelStore, StoredModel
+from frontend.transport import Transport
+from protocol import Normalization, Request, RequestHeader, decode_description, encode_request
+
+
+def probe(
+    transport: Transport,
+    blob: bytes,
+    input_tensor: str | None,
+    output_tensor: str | None,
+    normalization: Normalization,
+) -> dict[str, Any]:
+    """The worker's description of the model, after running it once on a grey probe image."""
+    header = RequestHeader(
+        height=1,
+        width=1,
+        image_count=0,
+        model_length=len(blob),
+        input_tensor=input_tensor,
+        output_tensor=output_tensor,
+        normalization=normalization,
+        describe=True,
+    )
+    description, _ = decode_description(
+        transport.exchange(encode_request(Request(header, blob, b"")))
+    )
+    return description
+
+
+def register(
+    store: ModelStore,
+    transport: Transport,
+    blob: bytes,
+    labels: bytes,
+    *,
+    name: str,
+    max_bytes: int,
+    input_tensor: str | None = None,
+    output_tensor: str | None = None,
+    normalization: Normalization | None = None,
+) -> tuple[StoredModel, bool]:
+    """The stored model and whether it is new. The same bytes always give the same id."""
+    if not blob:
+        raise InvalidField("the model file is empty (0 bytes)")
+    if len(blob) > max_bytes:
+        raise ModelTooLarge(f"the model is {len(blob)} bytes, over MAX_MODEL_BYTES={max_bytes}")
+    model_id = hashlib.sha256(blob).hexdigest()
+    existing = store.get(model_id)
+    if existing is not None:
+        return existing, False
+    lines = parse_labels(labels)
+    description = probe(
+        transport, blob, input_tensor, output_tensor, normalization or Normalization()
+    )
+    aligned = align_labels(lines, description["output"]["classes"])
+    manifest = {
+        "id": model_id,
+        "name": name,
+        "bytes": len(blob),
+        "created": time.time(),
+        **description,
+        "labels": {"count": len(lines), "alignment": aligned.alignment, "note": aligned.note},
+    }
+    return store.add(manifest, blob, labels), True

@@ -1,0 +1,66 @@
+"""The model registry under /api/v1/models, in the style of TensorFlow Serving's model
+resources: register, list, describe, delete, and classify by id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from frontend import forms
+from frontend.errors import MissingField
+from frontend.service import get_service
+from frontend.store import StoredModel
+
+bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
+
+
+def _public(stored: StoredModel) -> dict[str, Any]:
+    return {**stored.manifest, "default": get_service().is_default(stored.id)}
+
+
+@bp.post("")
+def register() -> tuple[Response, int]:
+    model, labels = request.files.get("model"), request.files.get("labels")
+    if model is None or labels is None:
+        raise MissingField("register with multipart fields 'model' and 'labels'")
+    normalization = forms.normalization(request)
+    stored, created = get_service().register(
+        model.read(),
+        labels.read(),
+        name=request.values.get("name") or model.filename or "model",
+        input_tensor=request.values.get("input_tensor") or None,
+        output_tensor=request.values.get("output_tensor") or None,
+        normalization=normalization,
+    )
+    return jsonify(_public(stored)), 201 if created else 200
+
+
+@bp.get("")
+def list_models() -> Response:
+    service = get_service()
+    service.default_model()  # so the default is listed even before its first use
+    return jsonify({"models": [_public(m) for m in service.store.list()]})
+
+
+@bp.get("/<model_id>")
+def describe(model_id: str) -> Response:
+    return jsonify(_public(get_service().stored(model_id)))
+
+
+@bp.delete("/<model_id>")
+def delete(model_id: str) -> Response:
+    get_service().delete(model_id)
+    return jsonify({"deleted": model_id})
+
+
+@bp.post("/<model_id>/classify")
+def classify(model_id: str) -> Response:
+    service = get_service()
+    result = service.classify(
+        forms.image_bytes(request, "image"),
+        service.resolve(None, model_id),
+        forms.normalization(request),
+        forms.top_k(request, service.config["DEFAULT_TOP_K"]),
+    )
+    return jsonify(result.to_dict())

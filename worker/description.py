@@ -1,0 +1,39 @@
+"""What a worker reports about a model it loaded: tensors, input size and type, the
+normalisation it applies by default and whether the outputs needed softmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol import Normalization
+from worker.runtimes import LoadedModel
+
+PROBE_SIZE = (224, 224)  # for graphs whose input size is not fixed
+
+
+def effective_normalization(model: LoadedModel, requested: Normalization) -> Normalization:
+    if requested.mode != "model_default":
+        return requested
+    if model.input_quantization is not None or model.input_dtype.startswith(("uint", "int")):
+        return Normalization("raw")
+    return Normalization("mean_std", 127.5, 127.5)
+
+
+def describe(model: LoadedModel, requested: Normalization, classes: int) -> dict[str, Any]:
+    height, width = model.input_size or (None, None)
+    return {
+        "format": model.format,
+        "input": {
+            "name": model.input_name,
+            "height": height,
+            "width": width,
+            "dtype": model.input_dtype,
+            "quantization": list(model.input_quantization) if model.input_quantization else None,
+        },
+        "output": {
+            "name": model.output_name,
+            "classes": classes,
+            "softmax_applied": bool(model.output_is_logits),
+        },
+        "normalization": effective_normalization(model, requested).to_wire(),
+    }
