@@ -56,10 +56,11 @@ def register(
     if len(blob) > max_bytes:
         raise ModelTooLarge(f"the model is {len(blob)} bytes, over MAX_MODEL_BYTES={max_bytes}")
     model_id = hashlib.sha256(blob).hexdigest()
-    existing = store.get(model_id)
-    if existing is not None:
-        return existing, False
     lines = parse_labels(labels)
+    existing = store.get(model_id)
+    if existing is not None:  # the first registration's labels stay; these must still fit
+        align_labels(lines, existing.manifest["output"]["classes"])
+        return existing, False
     description = probe(
         transport, blob, input_tensor, output_tensor, normalization or Normalization()
     )

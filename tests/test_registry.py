@@ -1,0 +1,246 @@
+"""The model registry on a real server: register, list, describe, classify by id, delete,
+idempotence, restarts and a kill during registration."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import (
+    BIRD_LABELS,
+    BIRD_MODEL,
+    DEFAULT_MODEL,
+    FROZEN_MODEL,
+    IMAGENET_LABELS,
+    IMAGES,
+    Expected,
+    Server,
+    expected_rows,
+    start_gunicorn,
+)
+
+from frontend.store import MANIFEST_FILE, MODEL_FILE, PARTIAL_PREFIX
+from tools.fetch_models import sha256_of
+
+
+def register(url: str, model: Path, labels: Path | bytes, **fields: str) -> requests.Response:
+    label_bytes = labels if isinstance(labels, bytes) else labels.read_bytes()
+    return requests.post(
+        url + "/api/v1/models",
+        files={"model": (model.name, model.read_bytes()), "labels": ("labels.txt", label_bytes)},
+        data=fields,
+        timeout=120,
+    )
+
+
+def classify_by_id(url: str, model_id: str, image: Path) -> dict:
+    response = requests.post(
+        f"{url}/api/v1/models/{model_id}/classify", files={"image": image.read_bytes()}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    server = start_gunicorn(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bird_id(registry: Server) -> str:
+    response = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="birds")
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_registration_describes_the_model(registry: Server, bird_id: str) -> None:
+    body = requests.get(f"{registry.url}/api/v1/models/{bird_id}", timeout=10).json()
+    assert body["id"] == sha256_of(BIRD_MODEL) == bird_id
+    assert body["name"] == "birds" and body["format"] == "tflite"
+    assert body["input"] == {
+        "name": "map/TensorArrayStack/TensorArrayGatherV3",
+        "height": 224,
+        "width": 224,
+        "dtype": "uint8",
+        "quantization": [0.0078125, 128],
+    }
+    assert body["output"]["classes"] == 965 and body["output"]["softmax_applied"] is False
+    assert body["normalization"] == {"mode": "raw"}
+    assert body["labels"] == {"count": 965, "alignment": "exact", "note": None}
+    assert body["default"] is False
+
+
+@pytest.mark.parametrize("row", expected_rows("inat_bird"), ids=str)
+def test_bird_rows_by_id(registry: Server, bird_id: str, row: Expected) -> None:
+    assert classify_by_id(registry.url, bird_id, row.image)["predictions"][0]["label"] == row.label
+
+
+def test_same_bytes_same_id(registry: Server, bird_id: str) -> None:
+    again = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="other name")
+    assert again.status_code == 200
+    assert again.json()["id"] == bird_id and again.json()["name"] == "birds"
+
+
+def test_model_parameter_on_classify(registry: Server, bird_id: str) -> None:
+    response = requests.post(
+        registry.url + "/api/v1/classify",
+        data={"model": bird_id},
+        files={"image": (IMAGES / "owl.jpg").read_bytes()},
+        timeout=60,
+    )
+    body = response.json()
+    assert body["predictions"][0]["label"] == "Athene cunicularia (Burrowing Owl)"
+    assert body["model"]["id"] == bird_id and body["model"]["origin"] == "registered"
+
+
+def test_list_includes_default_and_registered(registry: Server, bird_id: str) -> None:
+    models = requests.get(registry.url + "/api/v1/models", timeout=30).json()["models"]
+    by_id = {m["id"]: m for m in models}
+    assert by_id[bird_id]["default"] is False
+    default = by_id[sha256_of(DEFAULT_MODEL)]
+    assert default["default"] is True and default["name"] == DEFAULT_MODEL.name
+
+
+def test_default_cannot_be_deleted_and_unknown_is_404(registry: Server) -> None:
+    response = requests.delete(
+        f"{registry.url}/api/v1/models/{sha256_of(DEFAULT_MODEL)}", timeout=10
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "model_is_default"
+    missing = requests.get(f"{registry.url}/api/v1/models/{'0' * 64}", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    bad = requests.post(
+        registry.url + "/api/v1/classify",
+        data={"model": "nope"},
+        files={"image": (IMAGES / "cat.jpg").read_bytes()},
+        timeout=10,
+    )
+    assert bad.status_code == 404
+
+
+def test_delete_then_gone(registry: Server) -> None:
+    labels = b"background\n" + BIRD_LABELS.read_bytes()  # one line more: lined up, said so
+    copy = Path(registry.log.parent / "copy.tflite")
+    copy.write_bytes(BIRD_MODEL.read_bytes() + b"\0")  # other bytes, other id; still loads
+    created = register(registry.url, copy, labels)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["labels"]["alignment"] == "dropped_first_line"
+    assert (
+        requests.delete(f"{registry.url}/api/v1/models/{body['id']}", timeout=10).status_code == 200
+    )
+    assert requests.get(f"{registry.url}/api/v1/models/{body['id']}", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "model, labels, fields, status, code",
+    [
+        (BIRD_MODEL, b"a\nb\n", {}, 422, "labels_mismatch"),
+        (FROZEN_MODEL, IMAGENET_LABELS, {"output_tensor": "nope"}, 422, "model_tensor_not_found"),
+        (FROZEN_MODEL, IMAGENET_LABELS, {"input_tensor": "nope"}, 422, "model_tensor_not_found"),
+    ],
+)
+def test_bad_registrations(registry: Server, model, labels, fields, status, code) -> None:
+    response = register(registry.url, model, labels, **fields)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_model_over_max_model_bytes_is_413(tmp_path: Path) -> None:
+    from frontend import create_app
+
+    app = create_app({"MAX_MODEL_BYTES": 1000, "MODEL_STORE": str(tmp_path)})
+    response = app.test_client().post(
+        "/api/v1/models",
+        data={
+            "model": (BIRD_MODEL.open("rb"), "b.tflite"),
+            "labels": (BIRD_LABELS.open("rb"), "l.txt"),
+        },
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "model_too_large"
+
+
+def test_frozen_graph_registered_without_tensor_names(registry: Server) -> None:
+    response = register(registry.url, FROZEN_MODEL, IMAGENET_LABELS)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["input"]["name"] == "input" and body["input"]["dtype"] == "float32"
+    assert body["output"]["name"] == "MobilenetV2/Predictions/Softmax"
+    assert body["normalization"] == {"mode": "mean_std", "mean": 127.5, "std": 127.5}
+    rows = expected_rows("imagenet")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda r: classify_by_id(registry.url, body["id"], r.image), rows))
+    assert [a["predictions"][0]["label"] for a in answers] == [r.label for r in rows]
+
+
+def test_store_survives_restart_and_kill_during_registration(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    env = {"MODEL_STORE": str(store)}
+    first = start_gunicorn(tmp_path, env)
+    try:
+        bird = register(first.url, BIRD_MODEL, BIRD_LABELS).json()["id"]
+    finally:
+        first.stop()
+
+    second = start_gunicorn(tmp_path, env)
+    assert classify_by_id(second.url, bird, IMAGES / "parrot.jpg")["predictions"][0]["label"] == (
+        "Ara macao (Scarlet Macaw)"
+    )
+    # Kill every server process while it registers the frozen graph (its probe takes seconds).
+    pending = threading.Thread(
+        target=lambda: _ignore_errors(register, second.url, FROZEN_MODEL, IMAGENET_LABELS)
+    )
+    pending.start()
+    time.sleep(1.5)
+    for pid in _process_tree(second.process.pid):
+        os.kill(pid, signal.SIGKILL)
+    second.process.wait()
+    pending.join()
+    assert not (store / sha256_of(FROZEN_MODEL)).exists()
+    for folder in store.iterdir():
+        if not folder.name.startswith(PARTIAL_PREFIX):
+            assert (folder / MANIFEST_FILE).is_file() and (folder / MODEL_FILE).is_file()
+
+    third = start_gunicorn(tmp_path, env)
+    try:
+        assert not [p for p in store.iterdir() if p.name.startswith(PARTIAL_PREFIX)]
+        ids = [
+            m["id"] for m in requests.get(third.url + "/api/v1/models", timeout=30).json()["models"]
+        ]
+        assert bird in ids and sha256_of(FROZEN_MODEL) not in ids
+        assert classify_by_id(third.url, bird, IMAGES / "owl.jpg")["predictions"][0]["label"] == (
+            "Athene cunicularia (Burrowing Owl)"
+        )
+    finally:
+        third.stop()
+
+
+def _ignore_errors(function, *args) -> None:
+    with contextlib.suppress(requests.RequestException):
+        function(*args)
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (gunicorn's workers and their worker processes)."""
+    result = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True)
+    children: dict[int, list[int]] = {}
+    for line in result.stdout.splitlines():
+        pid, ppid = map(int, line.split())
+        children.setdefault(ppid, []).append(pid)
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue.extend(children.get(pid, []))
+    return found

@@ -1,0 +1,57 @@
+"""The model store's atomicity: a failed or interrupted write leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from frontend import store as store_module
+from frontend.errors import StoreUnavailable
+from frontend.store import PARTIAL_PREFIX, ModelStore
+
+MODEL_ID = "ab" * 32
+
+
+def manifest(model_id: str = MODEL_ID) -> dict:
+    return {"id": model_id, "name": "m", "created": 1.0}
+
+
+def test_add_get_list_delete(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    stored = store.add(manifest(), b"model bytes", b"a\nb\n")
+    assert store.get(MODEL_ID).model_bytes() == b"model bytes"
+    assert [m.id for m in store.list()] == [stored.id]
+    assert store.delete(MODEL_ID) and store.get(MODEL_ID) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ModelStore(tmp_path)
+    real_write = store_module._write_synced
+
+    def disk_full_on_manifest(path: Path, data: bytes) -> None:
+        if path.name == store_module.MANIFEST_FILE:
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "_write_synced", disk_full_on_manifest)
+    with pytest.raises(StoreUnavailable, match="No space left"):
+        store.add(manifest(), b"model bytes", b"labels")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_leftovers_of_a_crash_are_invisible_and_cleaned(tmp_path: Path) -> None:
+    partial = tmp_path / f"{PARTIAL_PREFIX}crashed"
+    partial.mkdir()
+    (partial / "model.bin").write_bytes(b"half a model")
+    half = tmp_path / ("cd" * 32)  # a model folder without its manifest is not a model
+    half.mkdir()
+    store = ModelStore(tmp_path)
+    assert not partial.exists()
+    assert store.list() == [] and store.get("cd" * 32) is None
+
+
+def test_ids_are_checked_before_touching_the_disk(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    assert store.get("../../etc") is None and not store.delete("../x")
