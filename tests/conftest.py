@@ -120,3 +120,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def base_url(server: Server) -> str:
     return server.url
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own for registry tests, so registered models do not leak elsewhere."""
+    server = start_gunicorn(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.stop()

@@ -50,13 +50,6 @@ def classify_by_id(url: str, model_id: str, image: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory):
-    server = start_gunicorn(tmp_path_factory.mktemp("registry"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def bird_id(registry: Server) -> str:
     response = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="birds")
     assert response.status_code == 201, response.text
