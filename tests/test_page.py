@@ -40,6 +40,7 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
 
 def test_default_model_in_the_browser(page: Page) -> None:
     page.goto("/")
+    expect(page.locator("#model-select option:checked")).to_contain_text("1001 classes")
     page.set_input_files("#image-input", str(IMAGES / "grace_hopper.jpg"))
     expect(page.locator("#preview")).to_be_visible()
     page.click("#classify-button")
@@ -81,4 +82,31 @@ def test_form_works_without_javascript(browser: Browser, base_url: str) -> None:
     page.click("#classify-button")
     expect(page.locator("#predictions li .label").first).to_have_text("hotdog, hot dog, red hot")
     page.screenshot(path=str(SCREENSHOTS / "no_javascript.png"), full_page=True)
+    context.close()
+
+
+def test_register_in_the_page_then_pick_it(browser: Browser, registry, tmp_path) -> None:
+    model = tmp_path / "page_birds.tflite"
+    model.write_bytes(BIRD_MODEL.read_bytes() + b"page")  # bytes of its own: a new id
+    context = browser.new_context(base_url=registry.url)
+    page = context.new_page()
+    page.goto("/")
+    page.click("#register summary")
+    page.fill("#register-name", "birds from the page")
+    page.set_input_files("#register-model", str(model))
+    page.set_input_files("#register-labels", str(BIRD_LABELS))
+    page.click("#register-button")
+    expect(page.locator("#register-status")).to_contain_text(
+        "Registered birds from the page", timeout=60_000
+    )
+    expect(page.locator("#model-select option:checked")).to_contain_text("965 classes")
+    page.set_input_files("#image-input", str(IMAGES / "bird.jpg"))
+    page.click("#classify-button")
+    expect(page.locator("#predictions li .label").first).to_have_text(
+        "Poecile atricapillus (Black-capped Chickadee)", timeout=60_000
+    )
+    page.screenshot(path=str(SCREENSHOTS / "registered_model_picker.png"), full_page=True)
+    # After a reload the server lists it in the picker.
+    page.goto("/")
+    expect(page.locator("#model-select")).to_contain_text("birds from the page")
     context.close()

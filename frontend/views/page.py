@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from flask import Blueprint, Response, render_template, request
 from markupsafe import Markup, escape
 
@@ -13,7 +15,12 @@ bp = Blueprint("page", __name__)
 
 
 def _model_choices() -> list[dict]:
-    return [m.manifest for m in get_service().store.list()]
+    """Stored models for the picker, the default first (registered here on first use)."""
+    service = get_service()
+    with suppress(ServiceError):
+        service.default_model()
+    models = [m.manifest for m in service.store.list()]
+    return sorted(models, key=lambda m: not service.is_default(m["id"]))
 
 
 @bp.get("/")
