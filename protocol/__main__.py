@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from protocol.errors import ServiceError
-from protocol.frame import Normalization, Request, RequestHeader, encode_request
+from protocol.frame import MODEL_FORMATS, Normalization, Request, RequestHeader, encode_request
 
 
 def build_frame(args: argparse.Namespace) -> bytes:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     encode.add_argument("--model", required=True, help=".tflite or frozen .pb file")
     encode.add_argument("--image", required=True, help="any image Pillow opens")
     encode.add_argument("--size", type=int, default=224, help="model input size in pixels")
-    encode.add_argument("--format", choices=("graphdef", "tflite"), help="default: detected")
+    encode.add_argument("--format", choices=MODEL_FORMATS, help="default: detected")
     encode.add_argument("--input-tensor")
     encode.add_argument("--output-tensor")
     encode.add_argument("--input-mean", type=float)

@@ -29,7 +29,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 MAX_PIXEL_BYTES = 64 * 1024 * 1024
 
-MODEL_FORMATS = ("graphdef", "tflite")
+MODEL_FORMATS = ("graphdef", "tflite", "savedmodel")
 NORMALIZATIONS = ("model_default", "raw", "mean_std")
 
 

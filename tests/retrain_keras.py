@@ -30,12 +30,40 @@ def make_images(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.nd
     return images, labels
 
 
-def main(out: Path) -> None:
-    import keras
+def freeze(function, shape: list[int | None]) -> bytes:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
+
+    spec = tf.TensorSpec(shape, tf.float32, name="pixels_scaled_to_pm1")
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function(spec))
+    return frozen.graph.as_graph_def().SerializeToString()
+
+
+def export_all(model, out: Path) -> None:
+    """The shapes users bring: a frozen graph, one with a fixed batch of 1, a graph with two
+    outputs (ambiguous without a name), and a SavedModel packed as .zip and as .tar.gz."""
+    import shutil
+    import tarfile
+
+    import tensorflow as tf
+
+    single = tf.function(lambda x: model(x, training=False))
+    (out / "frozen.pb").write_bytes(freeze(single, [None, SIZE, SIZE, 3]))
+    (out / "frozen_batch1.pb").write_bytes(freeze(single, [1, SIZE, SIZE, 3]))
+    both = tf.function(lambda x: (model(x, training=False), tf.nn.softmax(x[:, 0, 0, :] * 2.0)))
+    (out / "two_outputs.pb").write_bytes(freeze(both, [None, SIZE, SIZE, 3]))
+    saved = out / "saved_model"
+    model.export(str(saved), format="tf_saved_model", verbose=False)
+    shutil.make_archive(str(out / "savedmodel"), "zip", saved.parent, saved.name)
+    with tarfile.open(out / "savedmodel.tar.gz", "w:gz") as archive:
+        archive.add(saved, arcname="exported")
+
+
+def main(out: Path) -> None:
+    import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(7)
@@ -63,16 +91,10 @@ def main(out: Path) -> None:
     print(f"trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     out.mkdir(parents=True, exist_ok=True)
-    function = tf.function(lambda x: model(x, training=False))
-    concrete = function.get_concrete_function(
-        tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="pixels_scaled_to_pm1")
-    )
-    frozen = convert_variables_to_constants_v2(concrete)
-    (out / "frozen.pb").write_bytes(frozen.graph.as_graph_def().SerializeToString())
-    print(f"frozen at {time.perf_counter() - started:.1f} s", file=sys.stderr)
     (out / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    print(f"converted at {time.perf_counter() - started:.1f} s", file=sys.stderr)
     (out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    export_all(model, out)
+    print(f"exported at {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     test_x, _ = make_images(rng, 6)
     (out / "images").mkdir(exist_ok=True)

@@ -41,15 +41,18 @@ def decisive_images(retrained: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "artifact, expected_format, expected_input",
-    [("frozen.pb", "graphdef", "pixels_scaled_to_pm1"), ("model.tflite", "tflite", None)],
+    "artifact, expected_format, images",
+    [
+        ("frozen.pb", "graphdef", None),
+        ("model.tflite", "tflite", None),
+        # Variants, on fewer images (a SavedModel costs seconds per request to load):
+        ("frozen_batch1.pb", "graphdef", 2),
+        ("savedmodel.zip", "savedmodel", 1),
+        ("savedmodel.tar.gz", "savedmodel", 1),
+    ],
 )
 def test_retrained_model_matches_keras(
-    registry: Server,
-    retrained: Path,
-    artifact: str,
-    expected_format: str,
-    expected_input: str | None,
+    registry: Server, retrained: Path, artifact: str, expected_format: str, images: int | None
 ) -> None:
     response = register(registry.url, retrained / artifact, retrained / "labels.txt")
     assert response.status_code == 201, response.text
@@ -59,12 +62,26 @@ def test_retrained_model_matches_keras(
     assert body["input"]["dtype"] == "float32"
     assert body["normalization"] == {"mode": "mean_std", "mean": 127.5, "std": 127.5}
     assert body["output"]["classes"] == 3
-    if expected_input:
-        assert body["input"]["name"] == expected_input
+    if expected_format != "tflite":  # the converter renames TFLite tensors; others keep ours
+        assert body["input"]["name"] == "pixels_scaled_to_pm1"
     labels = (retrained / "labels.txt").read_text().split()
     keras = json.loads((retrained / "keras.json").read_text())
-    for name, best in decisive_images(retrained).items():
+    for name, best in list(decisive_images(retrained).items())[:images]:
         answer = classify_by_id(registry.url, body["id"], retrained / "images" / name)
         assert answer["predictions"][0]["label"] == labels[best], (name, keras[name], answer)
         served = {p["index"]: p["probability"] for p in answer["predictions"]}
         assert served == pytest.approx(dict(enumerate(keras[name])), abs=0.02)
+
+
+def test_ambiguous_outputs_are_listed_then_named(registry: Server, retrained: Path) -> None:
+    model, labels = retrained / "two_outputs.pb", retrained / "labels.txt"
+    refused = register(registry.url, model, labels)
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["code"] == "model_tensor_not_found"
+    assert "candidates are Identity, Identity_1" in error["message"]
+    named = register(registry.url, model, labels, output_tensor="Identity")
+    assert named.status_code == 201, named.text
+    best_name, best = next(iter(decisive_images(retrained).items()))
+    answer = classify_by_id(registry.url, named.json()["id"], retrained / "images" / best_name)
+    assert answer["predictions"][0]["index"] == best

@@ -40,6 +40,10 @@ def load_model(
         from worker.runtimes.tflite import TfliteModel
 
         return TfliteModel(model, input_tensor, output_tensor, threads)
+    if model_format == "savedmodel":
+        from worker.runtimes.savedmodel import SavedModel
+
+        return SavedModel(model, input_tensor, output_tensor, threads)
     from worker.runtimes.graphdef import GraphDefModel
 
     return GraphDefModel(model, input_tensor, output_tensor, threads)
