@@ -43,7 +43,8 @@ def freeze(function, shape: list[int | None]) -> bytes:
 
 def export_all(model, out: Path) -> None:
     """The shapes users bring: a frozen graph, one with a fixed batch of 1, a graph with two
-    outputs (ambiguous without a name), and a SavedModel packed as .zip and as .tar.gz."""
+    outputs (ambiguous without a name), one answering logits, and a SavedModel packed as .zip
+    and as .tar.gz."""
     import shutil
     import tarfile
 
@@ -54,6 +55,9 @@ def export_all(model, out: Path) -> None:
     (out / "frozen_batch1.pb").write_bytes(freeze(single, [1, SIZE, SIZE, 3]))
     both = tf.function(lambda x: (model(x, training=False), tf.nn.softmax(x[:, 0, 0, :] * 2.0)))
     (out / "two_outputs.pb").write_bytes(freeze(both, [None, SIZE, SIZE, 3]))
+    # Log-probabilities are logits: softmax of them gives back Keras's probabilities.
+    logits = tf.function(lambda x: tf.math.log(model(x, training=False)))
+    (out / "logits.pb").write_bytes(freeze(logits, [None, SIZE, SIZE, 3]))
     saved = out / "saved_model"
     model.export(str(saved), format="tf_saved_model", verbose=False)
     shutil.make_archive(str(out / "savedmodel"), "zip", saved.parent, saved.name)

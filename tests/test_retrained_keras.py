@@ -47,6 +47,7 @@ def decisive_images(retrained: Path) -> dict[str, int]:
         ("model.tflite", "tflite", None),
         # Variants, on fewer images (a SavedModel costs seconds per request to load):
         ("frozen_batch1.pb", "graphdef", 2),
+        ("logits.pb", "graphdef", 2),
         ("savedmodel.zip", "savedmodel", 1),
         ("savedmodel.tar.gz", "savedmodel", 1),
     ],
@@ -62,6 +63,7 @@ def test_retrained_model_matches_keras(
     assert body["input"]["dtype"] == "float32"
     assert body["normalization"] == {"mode": "mean_std", "mean": 127.5, "std": 127.5}
     assert body["output"]["classes"] == 3
+    assert body["output"]["softmax_applied"] is (artifact == "logits.pb")
     if expected_format != "tflite":  # the converter renames TFLite tensors; others keep ours
         assert body["input"]["name"] == "pixels_scaled_to_pm1"
     labels = (retrained / "labels.txt").read_text().split()
