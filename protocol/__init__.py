@@ -1,11 +1,14 @@
 """The bytes shared by the frontend and the worker: request frames and answers. No I/O here."""
 
 from protocol.answer import (
+    ANSWER_LENGTH,
     decode_answer,
     decode_description,
+    decode_stream_answer,
     encode_description,
     encode_error,
     encode_probabilities,
+    encode_stream_answer,
 )
 from protocol.errors import (
     BadHeader,
@@ -17,6 +20,7 @@ from protocol.errors import (
     LengthMismatch,
     ModelError,
     ModelFailed,
+    ModelUnknown,
     ResourceExhausted,
     ServiceError,
     TensorNotFound,
@@ -40,6 +44,7 @@ from protocol.frame import (
 )
 
 __all__ = [
+    "ANSWER_LENGTH",
     "MAGIC",
     "VERSION",
     "BadHeader",
@@ -52,6 +57,7 @@ __all__ = [
     "LengthMismatch",
     "ModelError",
     "ModelFailed",
+    "ModelUnknown",
     "Normalization",
     "Request",
     "RequestHeader",
@@ -66,10 +72,12 @@ __all__ = [
     "decode_answer",
     "decode_description",
     "decode_request",
+    "decode_stream_answer",
     "detect_format",
     "encode_description",
     "encode_error",
     "encode_probabilities",
     "encode_request",
+    "encode_stream_answer",
     "error_from_code",
 ]

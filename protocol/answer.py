@@ -7,8 +7,13 @@ an array of such arrays). Failure: `{"error": {"code": ..., "message": ...}}`.
 from __future__ import annotations
 
 import json
+import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from typing import Any
+
+import msgpack
 
 from protocol.errors import ServiceError, WorkerCrashed, error_from_code
 
@@ -53,3 +58,54 @@ def decode_answer(data: bytes) -> list[float]:
     if isinstance(answer, list) and all(isinstance(p, (int, float)) for p in answer):
         return [float(p) for p in answer]
     raise WorkerCrashed(f"worker answer has an unexpected shape: {data[:200]!r}")
+
+
+# --- stream answers (worker serve mode) ---------------------------------------------------
+# A 4-byte big-endian length, then a msgpack map: {"probabilities": float32 little-endian bytes,
+# "rows": n, "classes": k} (plus "model": {...} for describe frames), or {"error": {...}}.
+# Binary floats: JSON costs more than the model itself for 1001 classes at high rates.
+
+ANSWER_LENGTH = struct.Struct(">I")
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+def encode_stream_answer(
+    rows: list[list[float]] | None = None,
+    description: dict[str, Any] | None = None,
+    error: ServiceError | None = None,
+) -> bytes:
+    if error is not None:
+        body: dict[str, Any] = {"error": error.to_dict()}
+    else:
+        assert rows is not None
+        flat = array("f", (value for row in rows for value in row))
+        if sys.byteorder != "little":
+            flat.byteswap()
+        body = {"probabilities": flat.tobytes(), "rows": len(rows), "classes": len(rows[0])}
+        if description is not None:
+            body["model"] = description
+    encoded = msgpack.packb(body, use_bin_type=True)
+    return ANSWER_LENGTH.pack(len(encoded)) + encoded
+
+
+def decode_stream_answer(body: bytes) -> tuple[list[list[float]], dict[str, Any] | None]:
+    """Rows of probabilities and the description (or None); raises the reported ServiceError."""
+    try:
+        answer = msgpack.unpackb(body, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise WorkerCrashed(f"worker answer is not msgpack: {exc}") from None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        error = answer["error"]
+        raise error_from_code(str(error.get("code")), str(error.get("message")))
+    try:
+        flat = array("f")
+        flat.frombytes(answer["probabilities"])
+        if sys.byteorder != "little":
+            flat.byteswap()
+        rows, classes = answer["rows"], answer["classes"]
+        values = flat.tolist()
+        if len(values) != rows * classes:
+            raise ValueError("row and class counts disagree with the data")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkerCrashed(f"worker answer has an unexpected shape: {exc}") from None
+    return [values[i * classes : (i + 1) * classes] for i in range(rows)], answer.get("model")

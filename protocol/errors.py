@@ -111,6 +111,14 @@ class WorkerCrashed(ServiceError):
     status = 502
 
 
+class ModelUnknown(ServiceError):
+    """A frame named its model by sha256 and this worker does not hold it: resend with the blob."""
+
+    code = "model_unknown"
+    exit_code = 8
+    status = 500
+
+
 class WorkerUnavailable(ServiceError):
     code = "worker_unavailable"
     exit_code = 7

@@ -66,6 +66,9 @@ class RequestHeader:
     # Ask for the model's description (tensors, size, normalisation) with the answer. With
     # image_count 0 the worker runs the model once on a uniform grey probe of its own input size.
     describe: bool = False
+    # The model named by the sha256 of its bytes. With model_length 0 the worker uses its cached
+    # copy, or answers `model_unknown` so the sender can resend the blob.
+    model_sha256: str | None = None
 
     @property
     def pixels_length(self) -> int:
@@ -85,6 +88,7 @@ class RequestHeader:
             "pixels_length": self.pixels_length,
             "normalization": self.normalization.to_wire(),
             "describe": self.describe,
+            "model_sha256": self.model_sha256,
         }
 
 
@@ -128,6 +132,15 @@ def _optional_flag(wire: dict[str, Any], key: str) -> bool:
     value = wire.get(key, False)
     if not isinstance(value, bool):
         raise BadHeader(f"header field {key!r} must be a boolean, got {value!r}")
+    return value
+
+
+def _optional_sha256(wire: dict[str, Any]) -> str | None:
+    value = wire.get("model_sha256")
+    if value is None:
+        return None
+    if not (isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")):
+        raise BadHeader(f"model_sha256 must be 64 lowercase hex digits, got {value!r}")
     return value
 
 
@@ -182,6 +195,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         pixel_format=_require(wire, "pixel_format", str),
         normalization=_parse_normalization(wire.get("normalization")),
         describe=_optional_flag(wire, "describe"),
+        model_sha256=_optional_sha256(wire),
     )
     _validate_header(header)
     declared = _require(wire, "pixels_length", int)

@@ -17,6 +17,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu-seconds", type=int, default=Limits.cpu_seconds)
     parser.add_argument("--listen", metavar="HOST:PORT", help="serve frames over TCP instead")
     parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="stay alive: a stream of frames on stdin, binary answers on stdout",
+    )
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=1024,
+        help="--serve: memory budget for loaded models (default 1024)",
+    )
+    parser.add_argument(
         "--concurrency",
         type=int,
         default=os.cpu_count() or 1,
@@ -39,9 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = LaunchSettings(timeout_seconds=args.timeout, threads=args.threads, limits=limits)
         serve(host or "0.0.0.0", int(port), settings, args.concurrency)
         return 0
+    limits.apply()
+    if args.serve:
+        from worker.serve import main as serve_stream
+
+        return serve_stream(args.threads, args.cache_mb)
     from worker.oneshot import main as oneshot
 
-    limits.apply()
     return oneshot(args.threads)
 
 

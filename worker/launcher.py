@@ -1,17 +1,28 @@
-"""Run one frame in a fresh, limited worker process. Used by the frontend's process transport
-and by the worker's TCP server. Importing this module does not import TensorFlow."""
+"""Starting limited worker processes: `run_frame` runs one frame in a fresh one (the process
+transport and the TCP server); `WarmWorker` is a long-lived one in serve mode (the pool).
+Importing this module does not import TensorFlow."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import ResourceExhausted, WorkerCrashed, WorkerTimeout, encode_error
+from protocol import (
+    ANSWER_LENGTH,
+    ResourceExhausted,
+    WorkerCrashed,
+    WorkerTimeout,
+    encode_error,
+)
+from protocol.answer import MAX_ANSWER_BYTES
 from worker.limits import Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +92,93 @@ def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:
         return encode_error(ResourceExhausted(f"the worker exceeded its CPU limit (exit {code})"))
     detail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
     return encode_error(WorkerCrashed(f"the worker died with exit {code}: {detail[0][:300]}"))
+
+
+class WarmWorker:
+    """A long-lived worker in serve mode: same limits, clean environment, own temporary folder
+    and process group as a one-shot worker, but it keeps its models loaded between frames."""
+
+    def __init__(self, settings: LaunchSettings, cache_mb: int) -> None:
+        self.settings = settings
+        self._workdir = tempfile.TemporaryDirectory(prefix="mobilenet-worker-")
+        self.process = subprocess.Popen(
+            [*settings.command(), "--serve", "--cache-mb", str(cache_mb)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=self._workdir.name,
+            env=_clean_environment(self._workdir.name),
+            start_new_session=True,
+        )
+        os.set_blocking(self.process.stdin.fileno(), False)
+        self.models: set[str] = set()  # sha256 of the models sent to it in full
+        self.served = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def exchange(self, frame: bytes, timeout: float) -> bytes:
+        """The answer body for `frame`. A worker that overruns `timeout` is killed."""
+        deadline = time.monotonic() + timeout
+        try:
+            self._write_all(frame, deadline)
+            length = ANSWER_LENGTH.unpack(self._read_exact(ANSWER_LENGTH.size, deadline))[0]
+            if length > MAX_ANSWER_BYTES:
+                raise WorkerCrashed(f"the worker announced an answer of {length} bytes")
+            body = self._read_exact(length, deadline)
+        except TimeoutError:
+            self.kill()
+            raise WorkerTimeout(f"the worker took longer than {timeout:g} s") from None
+        except (BrokenPipeError, EOFError, ConnectionError):
+            self.kill()
+            raise WorkerCrashed(f"the worker died (exit {self.process.returncode})") from None
+        self.served += 1
+        return body
+
+    def _write_all(self, data: bytes, deadline: float) -> None:
+        view, fd = memoryview(data), self.process.stdin.fileno()
+        while view:
+            if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                raise TimeoutError
+            try:
+                view = view[os.write(fd, view[: 1 << 20]) :]
+            except BlockingIOError:
+                continue
+
+    def _read_exact(self, size: int, deadline: float) -> bytes:
+        fd, chunks, missing = self.process.stdout.fileno(), [], size
+        while missing:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError
+            chunk = os.read(fd, missing)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._close()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Close its input so it exits after the frame in hand; kill it after `grace`."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close()
+
+    def _close(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        self._workdir.cleanup()

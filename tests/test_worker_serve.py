@@ -1,0 +1,101 @@
+"""Serve mode: one long-lived worker, a stream of frames, models cached and named by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+from conftest import BIRD_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
+
+from frontend.images import prepare_image
+from frontend.labels import parse_labels
+from protocol import (
+    InvalidModel,
+    ModelUnknown,
+    Request,
+    RequestHeader,
+    WorkerCrashed,
+    WorkerTimeout,
+    decode_stream_answer,
+    encode_request,
+)
+from worker.launcher import LaunchSettings, WarmWorker
+
+LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
+BLOB = DEFAULT_MODEL.read_bytes()
+SHA = hashlib.sha256(BLOB).hexdigest()
+
+
+def frame(image: str, blob: bytes | None, sha: str | None = SHA, describe: bool = False) -> bytes:
+    pixels = prepare_image((IMAGES / image).read_bytes(), (224, 224)).tobytes()
+    model = blob or b""
+    header = RequestHeader(
+        height=224, width=224, model_length=len(model), model_sha256=sha, describe=describe
+    )
+    return encode_request(Request(header, model, pixels))
+
+
+def top1(answer: bytes) -> str:
+    rows, _ = decode_stream_answer(answer)
+    return LABELS[max(range(len(rows[0])), key=rows[0].__getitem__)]
+
+
+@pytest.fixture
+def worker() -> Iterator[WarmWorker]:
+    started = WarmWorker(LaunchSettings(), cache_mb=64)
+    yield started
+    started.stop()
+
+
+def test_stream_of_frames_with_cached_model(worker: WarmWorker) -> None:
+    assert top1(worker.exchange(frame("grace_hopper.jpg", BLOB), 60)) == "military uniform"
+    # Named by sha256 only: the worker uses the copy it loaded.
+    assert top1(worker.exchange(frame("cat.jpg", None), 60)) == "Egyptian cat"
+    rows, description = decode_stream_answer(
+        worker.exchange(frame("parrot.jpg", None, describe=True), 60)
+    )
+    assert description["format"] == "tflite" and len(rows[0]) == 1001
+    assert worker.served == 3 and worker.alive()
+
+
+def test_unknown_model_is_named_and_the_worker_goes_on(worker: WarmWorker) -> None:
+    with pytest.raises(ModelUnknown, match=SHA):
+        decode_stream_answer(worker.exchange(frame("cat.jpg", None), 60))
+    with pytest.raises(InvalidModel):
+        decode_stream_answer(worker.exchange(frame("cat.jpg", b"\x01" * 300, sha=None), 60))
+    assert top1(worker.exchange(frame("hot_dog.jpg", BLOB), 60)) == "hotdog, hot dog, red hot"
+
+
+def test_lru_budget_evicts_the_oldest_model() -> None:
+    worker = WarmWorker(LaunchSettings(), cache_mb=12)  # room for one 3.6 MB model (x3)
+    try:
+        worker.exchange(frame("cat.jpg", BLOB), 60)
+        bird = BIRD_MODEL.read_bytes()
+        worker.exchange(frame("parrot.jpg", bird, sha=hashlib.sha256(bird).hexdigest()), 60)
+        with pytest.raises(ModelUnknown):
+            decode_stream_answer(worker.exchange(frame("cat.jpg", None), 60))
+    finally:
+        worker.stop()
+
+
+def test_broken_frame_ends_the_worker(worker: WarmWorker) -> None:
+    answer = worker.exchange(b"NOPE" + bytes(20), 30)
+    with pytest.raises(Exception, match="frame starts with"):
+        decode_stream_answer(answer)
+    worker.process.wait(10)
+    assert worker.process.returncode == 2
+
+
+def test_killed_worker_is_a_clear_error(worker: WarmWorker) -> None:
+    worker.exchange(frame("cat.jpg", BLOB), 60)
+    worker.process.kill()
+    worker.process.wait()
+    with pytest.raises(WorkerCrashed):
+        worker.exchange(frame("cat.jpg", None), 10)
+
+
+def test_timeout_kills_the_worker(worker: WarmWorker) -> None:
+    with pytest.raises(WorkerTimeout):
+        worker.exchange(frame("cat.jpg", BLOB), 0.001)
+    assert not worker.alive()

@@ -1,0 +1,55 @@
+"""Running one request: find or load its model, shape its pixels, classify, describe.
+Shared by one-shot mode and serve mode; only the answer encoding differs between them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from protocol import ModelUnknown, Request
+from worker.cache import ModelCache
+from worker.description import PROBE_SIZE, describe
+from worker.runtimes import LoadedModel, check_input_size, load_model
+
+
+def _model_for(request: Request, threads: int, cache: ModelCache | None) -> LoadedModel:
+    header = request.header
+    if header.model_length == 0 and header.model_sha256:
+        key = (header.model_sha256, header.input_tensor, header.output_tensor)
+        cached = cache.get(key) if cache is not None else None
+        if cached is None:
+            raise ModelUnknown(f"this worker does not hold model {header.model_sha256}")
+        return cached
+    load = lambda: load_model(  # noqa: E731 - deferred so a cache hit loads nothing
+        request.model, header.model_format, header.input_tensor, header.output_tensor, threads
+    )
+    if cache is None:
+        return load()
+    sha256 = header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+    key = (sha256, header.input_tensor, header.output_tensor)
+    model = cache.get(key)
+    if model is None:
+        model = load()
+        cache.put(key, model, len(request.model))
+    return model
+
+
+def execute(
+    request: Request, threads: int, cache: ModelCache | None = None
+) -> tuple[list[list[float]], dict[str, Any] | None]:
+    """Probability rows, one per image, and the model's description when the frame asked."""
+    header = request.header
+    model = _model_for(request, threads, cache)
+    if header.image_count == 0:  # a describe request: probe with uniform grey at the model's size
+        height, width = model.input_size or PROBE_SIZE
+        pixels = np.full((1, height, width, 3), 128, dtype=np.uint8)
+    else:
+        check_input_size(model, header.height, header.width)
+        pixels = np.frombuffer(request.pixels, dtype=np.uint8).reshape(
+            header.image_count, header.height, header.width, header.channels
+        )
+    rows = model.classify(pixels, header.normalization).tolist()
+    description = describe(model, header.normalization, len(rows[0])) if header.describe else None
+    return rows, description

@@ -1,0 +1,45 @@
+"""Serve mode (`python -m worker --serve`): a long-lived worker reading a stream of frames on
+stdin and writing one length-prefixed msgpack answer per frame on stdout, keeping loaded
+models in an LRU cache. Model errors are answered and the worker goes on; a broken frame
+leaves the stream out of step, so it is answered and the worker exits."""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+from protocol import FrameError, ResourceExhausted, ServiceError, encode_stream_answer
+from worker.cache import ModelCache
+from worker.execute import execute
+from worker.framing import read_request
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO, threads: int, cache_bytes: int) -> int:
+    cache = ModelCache(cache_bytes)
+
+    def send(answer: bytes) -> None:
+        stdout.write(answer)
+        stdout.flush()
+
+    while True:
+        try:
+            request = read_request(stdin.read, allow_eof=True)
+        except FrameError as exc:
+            send(encode_stream_answer(error=exc))
+            return exc.exit_code
+        if request is None:
+            return 0
+        try:
+            rows, description = execute(request, threads, cache)
+        except ServiceError as exc:
+            send(encode_stream_answer(error=exc))
+            continue
+        except MemoryError:
+            exc = ResourceExhausted("the worker ran out of its memory limit")
+            send(encode_stream_answer(error=exc))
+            return exc.exit_code
+        send(encode_stream_answer(rows, description))
+
+
+def main(threads: int, cache_mb: int) -> int:
+    return serve(sys.stdin.buffer, sys.stdout.buffer, threads, cache_mb * 1024 * 1024)
