@@ -2,12 +2,28 @@
 
 import os
 
+# Set in the environment too: the app shares the cores among this many processes' worker pools.
+os.environ.setdefault("WEB_CONCURRENCY", "2")
+
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8080')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads: a request mostly waits on its worker process, so one gunicorn process serves several.
+workers = int(os.environ["WEB_CONCURRENCY"])
+# Threads: a request mostly waits on a model worker, so one gunicorn process serves several.
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Above WORKER_TIMEOUT, so a slow model gets its JSON error rather than a killed connection.
 timeout = int(float(os.environ.get("WORKER_TIMEOUT", "60"))) + 30
 graceful_timeout = 30
 accesslog = "-"
+
+
+def post_worker_init(worker):
+    """Start this process's model workers and load the default model before traffic comes."""
+    service = worker.wsgi.extensions.get("mobilenet")
+    if service is not None:
+        service.warm_up()
+
+
+def worker_exit(server, worker):
+    service = worker.wsgi.extensions.get("mobilenet") if worker.wsgi else None
+    if service is not None:
+        service.transport.close()

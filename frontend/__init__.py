@@ -16,7 +16,11 @@ from protocol import ServiceError
 
 
 def _error_response(error: ServiceError) -> tuple[Response, int]:
-    return jsonify({"error": error.to_dict()}), error.status
+    response = jsonify({"error": error.to_dict()})
+    retry_after = getattr(error, "retry_after_seconds", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, error.status
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -12,7 +12,7 @@ from frontend.images import prepare_image
 from frontend.labels import Labels, align_labels
 from frontend.models import ModelSource
 from frontend.transport import Transport
-from protocol import Normalization, Request, RequestHeader, decode_answer, encode_request
+from protocol import Normalization, Request, RequestHeader
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,13 @@ def classify_image(
         model_length=len(model.blob),
         input_tensor=model.input_tensor,
         output_tensor=model.output_tensor,
+        model_sha256=model.sha256,
         normalization=model.normalization
         if normalization.mode == "model_default"
         else normalization,
     )
-    frame = encode_request(Request(header, model.blob, pixels.tobytes()))
-    probabilities = decode_answer(transport.exchange(frame))
+    rows, _ = transport.exchange(Request(header, model.blob, pixels.tobytes()))
+    probabilities = rows[0]
     answered = time.perf_counter()
     labels = align_labels(list(model.label_lines), len(probabilities))
     predictions = top_predictions(probabilities, labels, top_k)

@@ -17,7 +17,10 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "MODEL_STORE": (str(PROJECT_ROOT / "model-store"), str),  # registered models
     "MAX_MODEL_BYTES": (100 * 1024 * 1024, int),  # per registered model; over it: 413
     "INPUT_SIZE": (224, int),
-    "WORKER_TRANSPORT": ("process", str),  # "process" or "tcp"
+    "WORKER_TRANSPORT": ("pool", str),  # "pool", "process" or "tcp"
+    "POOL_SIZE": (0, int),  # warm workers per gunicorn process; 0: cores / WEB_CONCURRENCY
+    "POOL_QUEUE_LIMIT": (64, int),  # requests waiting for a worker before 503
+    "WORKER_CACHE_MB": (1024, int),  # loaded-model budget of each warm worker
     "WORKER_ADDRESS": ("127.0.0.1:9000", str),  # host:port for the tcp transport
     "WORKER_TIMEOUT": (60.0, float),  # wall-clock seconds per request
     "WORKER_MEMORY_MB": (4096, int),  # address-space limit of each worker process

@@ -69,3 +69,11 @@ class ModelIsDefault(BadRequest):
 class StoreUnavailable(ServiceError):
     code = "store_unavailable"
     status = 507
+
+
+class Overloaded(ServiceError):
+    """Every worker is busy and the queue is full: come back shortly."""
+
+    code = "overloaded"
+    status = 503
+    retry_after_seconds = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ class ModelSource:
     normalization: Normalization = field(default_factory=Normalization)
     manifest: dict[str, Any] | None = None
 
-    @property
+    @cached_property
     def sha256(self) -> str:
-        return hashlib.sha256(self.blob).hexdigest()
+        return self.manifest["id"] if self.manifest else hashlib.sha256(self.blob).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         """The model's identity for answers; `id` is null for an unregistered upload."""

@@ -9,32 +9,33 @@ from typing import Any
 
 from frontend.errors import InvalidField, ModelTooLarge
 from frontend.labels import align_labels, parse_labels
+from frontend.models import ModelSource
 from frontend.store import ModelStore, StoredModel
 from frontend.transport import Transport
-from protocol import Normalization, Request, RequestHeader, decode_description, encode_request
+from protocol import Normalization, Request, RequestHeader
 
 
-def probe(
-    transport: Transport,
-    blob: bytes,
-    input_tensor: str | None,
-    output_tensor: str | None,
-    normalization: Normalization,
-) -> dict[str, Any]:
-    """The worker's description of the model, after running it once on a grey probe image."""
+def describe_request(model: ModelSource) -> Request:
+    """A frame asking a worker to load `model`, run it once on a grey probe image of its own
+    input size and describe it."""
     header = RequestHeader(
         height=1,
         width=1,
         image_count=0,
-        model_length=len(blob),
-        input_tensor=input_tensor,
-        output_tensor=output_tensor,
-        normalization=normalization,
+        model_length=len(model.blob),
+        input_tensor=model.input_tensor,
+        output_tensor=model.output_tensor,
+        normalization=model.normalization,
         describe=True,
+        model_sha256=model.sha256,
     )
-    description, _ = decode_description(
-        transport.exchange(encode_request(Request(header, blob, b"")))
-    )
+    return Request(header, model.blob, b"")
+
+
+def probe(transport: Transport, model: ModelSource) -> dict[str, Any]:
+    """The worker's description of the model, after running it once."""
+    _, description = transport.exchange(describe_request(model))
+    assert description is not None
     return description
 
 
@@ -61,9 +62,16 @@ def register(
     if existing is not None:  # the first registration's labels stay; these must still fit
         align_labels(lines, existing.manifest["output"]["classes"])
         return existing, False
-    description = probe(
-        transport, blob, input_tensor, output_tensor, normalization or Normalization()
+    candidate = ModelSource(
+        name=name,
+        blob=blob,
+        label_lines=tuple(lines),
+        origin="registered",
+        input_tensor=input_tensor,
+        output_tensor=output_tensor,
+        normalization=normalization or Normalization(),
     )
+    description = probe(transport, candidate)
     aligned = align_labels(lines, description["output"]["classes"])
     manifest = {
         "id": model_id,

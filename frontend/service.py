@@ -4,6 +4,7 @@ transport, created once by the application factory."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +15,12 @@ from flask import Flask, current_app
 from frontend.classify import Classification, classify_image
 from frontend.errors import DefaultModelMissing, ModelIsDefault, ModelNotFound
 from frontend.models import ModelSource, default_files, from_stored
-from frontend.registry import register
+from frontend.registry import describe_request, register
 from frontend.store import ModelStore, StoredModel
 from frontend.transport import make_transport
-from protocol import Normalization
+from protocol import Normalization, ServiceError
+
+current_logger = logging.getLogger("gunicorn.error")
 
 
 class Service:
@@ -88,6 +91,21 @@ class Service:
         if model_id:
             return from_stored(self.stored(model_id), "registered")
         return from_stored(self.default_model(), "default")
+
+    def warm_up(self) -> None:
+        """Start the pool's workers and load the default model into each, in the background."""
+        preload = getattr(self.transport, "preload", None)
+        if preload is None:
+            return
+
+        def run() -> None:
+            try:
+                model = from_stored(self.default_model(), "default")
+                preload(describe_request(model))
+            except ServiceError as exc:
+                current_logger.warning("warm-up failed: %s: %s", exc.code, exc.message)
+
+        threading.Thread(target=run, name="pool-warm-up", daemon=True).start()
 
     # --- classification --------------------------------------------------------------------
 

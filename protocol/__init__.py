@@ -3,7 +3,6 @@
 from protocol.answer import (
     ANSWER_LENGTH,
     decode_answer,
-    decode_description,
     decode_stream_answer,
     encode_description,
     encode_error,
@@ -70,7 +69,6 @@ __all__ = [
     "WorkerTimeout",
     "WorkerUnavailable",
     "decode_answer",
-    "decode_description",
     "decode_request",
     "decode_stream_answer",
     "detect_format",

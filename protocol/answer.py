@@ -33,13 +33,6 @@ def encode_description(description: dict[str, Any], probabilities: list[Any]) ->
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-def decode_description(data: bytes) -> tuple[dict[str, Any], list[float]]:
-    answer = _load(data)
-    if isinstance(answer, dict) and isinstance(answer.get("model"), dict):
-        return answer["model"], answer.get("probabilities", [])
-    raise WorkerCrashed(f"worker answer is not a model description: {data[:200]!r}")
-
-
 def _load(data: bytes) -> Any:
     """The parsed answer; raises the ServiceError a worker reported."""
     try:
@@ -52,11 +45,21 @@ def _load(data: bytes) -> Any:
     return answer
 
 
-def decode_answer(data: bytes) -> list[float]:
-    """Probabilities from a worker's answer; raises the ServiceError the worker reported."""
+def decode_answer(data: bytes) -> tuple[list[list[float]], dict[str, Any] | None]:
+    """Probability rows (one per image) and the model description if the frame asked for it;
+    raises the ServiceError the worker reported."""
     answer = _load(data)
-    if isinstance(answer, list) and all(isinstance(p, (int, float)) for p in answer):
-        return [float(p) for p in answer]
+    description = None
+    if isinstance(answer, dict) and isinstance(answer.get("model"), dict):
+        description, answer = answer["model"], answer.get("probabilities")
+    rows = (
+        answer if isinstance(answer, list) and answer and isinstance(answer[0], list) else [answer]
+    )
+    if all(
+        isinstance(row, list) and row and all(isinstance(p, (int, float)) for p in row)
+        for row in rows
+    ):
+        return [[float(p) for p in row] for row in rows], description
     raise WorkerCrashed(f"worker answer has an unexpected shape: {data[:200]!r}")
 
 

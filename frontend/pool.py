@@ -1,0 +1,165 @@
+"""The warm worker pool: long-lived sandboxed workers that keep models loaded.
+
+Modelled on gunicorn's arbiter: workers are spawned (lazily, up to the pool size), watched
+(every exchange has a deadline), timed out (killed), reaped and replaced. A request goes to an
+idle worker, preferring one that already holds its model, which is then named by sha256
+instead of resent. Waiting requests are bounded: past the bound the caller gets Overloaded
+(HTTP 503 with Retry-After). A worker that dies mid-request is replaced and the request is
+retried once on another worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from frontend.errors import Overloaded
+from protocol import (
+    ModelUnknown,
+    Request,
+    WorkerCrashed,
+    WorkerUnavailable,
+    decode_stream_answer,
+    encode_request,
+)
+from worker.launcher import LaunchSettings, WarmWorker
+
+Answer = tuple[list[list[float]], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    size: int
+    launch: LaunchSettings
+    cache_mb: int = 1024
+    queue_limit: int = 64  # requests waiting for a worker; more get Overloaded at once
+    timeout: float = 60.0  # seconds per exchange, and the longest wait for a free worker
+
+
+def _by_reference(request: Request, sha256: str) -> Request:
+    header = dataclasses.replace(request.header, model_length=0, model_sha256=sha256)
+    return Request(header, b"", request.pixels)
+
+
+class WorkerPool:
+    def __init__(self, settings: PoolSettings) -> None:
+        self.settings = settings
+        self._changed = threading.Condition()
+        self._idle: list[WarmWorker] = []
+        self._count = 0  # idle + busy + being spawned
+        self._waiting = 0
+        self._closed = False
+        self.restarts = 0
+
+    # --- spawn, reap, replace --------------------------------------------------------------
+
+    def _acquire(self, sha256: str) -> WarmWorker:
+        deadline = time.monotonic() + self.settings.timeout
+        with self._changed:
+            if not self._idle and self._waiting >= self.settings.queue_limit:
+                raise Overloaded(f"{self._waiting} requests are already waiting for a worker")
+            self._waiting += 1
+            try:
+                while not self._idle:
+                    if self._closed:
+                        raise WorkerUnavailable("the worker pool is shut down")
+                    if self._count < self.settings.size:
+                        self._count += 1
+                        break  # spawn one below, outside the lock
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Overloaded(f"no worker was free within {self.settings.timeout:g} s")
+                    self._changed.wait(remaining)
+                else:
+                    worker = next((w for w in self._idle if sha256 in w.models), self._idle[-1])
+                    self._idle.remove(worker)
+                    return worker
+            finally:
+                self._waiting -= 1
+        try:
+            return WarmWorker(self.settings.launch, self.settings.cache_mb)
+        except OSError as exc:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify()
+            raise WorkerUnavailable(f"a worker could not be started: {exc}") from None
+
+    def _release(self, worker: WarmWorker) -> None:
+        """Back to the idle list; a dead worker is reaped and its place freed for a new one."""
+        if not worker.alive():
+            worker.kill()
+            with self._changed:
+                self._count -= 1
+                self.restarts += 1
+                self._changed.notify()
+            return
+        with self._changed:
+            if self._closed:
+                worker.stop()
+                self._count -= 1
+                return
+            self._idle.append(worker)
+            self._changed.notify()
+
+    # --- requests --------------------------------------------------------------------------
+
+    def exchange(self, request: Request) -> Answer:
+        sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        for attempt in (1, 2):
+            worker = self._acquire(sha256)
+            try:
+                return self._run_on(worker, request, sha256)
+            except WorkerCrashed:
+                if attempt == 2:
+                    raise
+            finally:
+                self._release(worker)
+        raise AssertionError("unreachable")
+
+    def _run_on(self, worker: WarmWorker, request: Request, sha256: str) -> Answer:
+        timeout = self.settings.timeout
+        if sha256 in worker.models:
+            try:
+                frame = encode_request(_by_reference(request, sha256))
+                return decode_stream_answer(worker.exchange(frame, timeout))
+            except ModelUnknown:  # evicted from the worker's cache since: send it in full
+                worker.models.discard(sha256)
+        answer = decode_stream_answer(worker.exchange(encode_request(request), timeout))
+        worker.models.add(sha256)  # only after it loaded and ran
+        return answer
+
+    def preload(self, request: Request) -> None:
+        """Run `request` on every worker, starting them all: the pool's warm-up."""
+        sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        held = [self._acquire("") for _ in range(self.settings.size)]
+        try:
+            for worker in held:
+                if sha256 not in worker.models:
+                    self._run_on(worker, request, sha256)
+        finally:
+            for worker in held:
+                self._release(worker)
+
+    def stats(self) -> dict[str, int]:
+        with self._changed:
+            return {
+                "size": self.settings.size,
+                "started": self._count,
+                "idle": len(self._idle),
+                "waiting": self._waiting,
+                "restarts": self.restarts,
+            }
+
+    def close(self) -> None:
+        """Stop idle workers now; busy ones stop when their request is done."""
+        with self._changed:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._changed.notify_all()
+        for worker in idle:
+            worker.stop()
