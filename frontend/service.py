@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from frontend.transport import make_transport
 from protocol import Normalization, ServiceError
 
 current_logger = logging.getLogger("gunicorn.error")
+SOURCE_CACHE_SIZE = 8
 
 
 class Service:
@@ -30,6 +32,9 @@ class Service:
         self.transport = make_transport(config)
         self._default_lock = threading.Lock()
         self._default_id: str | None = None
+        # Stored models as ready-to-send sources (bytes and labels in memory), most recent last.
+        self._sources: OrderedDict[str, ModelSource] = OrderedDict()
+        self._sources_lock = threading.Lock()
 
     # --- models ----------------------------------------------------------------------------
 
@@ -77,8 +82,23 @@ class Service:
         self.stored(model_id)
         if self.is_default(model_id):
             raise ModelIsDefault("the default model cannot be deleted")
+        with self._sources_lock:
+            self._sources.pop(model_id, None)
         if not self.store.delete(model_id):
             raise ModelNotFound(f"no model with id {model_id!r}")
+
+    def _source(self, stored: StoredModel, origin: str) -> ModelSource:
+        with self._sources_lock:
+            source = self._sources.get(stored.id)
+            if source is not None and source.origin == origin:
+                self._sources.move_to_end(stored.id)
+                return source
+        source = from_stored(stored, origin)
+        with self._sources_lock:
+            self._sources[stored.id] = source
+            while len(self._sources) > SOURCE_CACHE_SIZE:
+                self._sources.popitem(last=False)
+        return source
 
     def resolve(self, upload: ModelSource | None, model_id: str | None) -> ModelSource:
         """What to run: an upload (with the stored manifest when the bytes are known, but always
@@ -87,10 +107,10 @@ class Service:
             known = self.store.get(upload.sha256)
             if known is None:
                 return upload
-            return replace(from_stored(known, "registered"), label_lines=upload.label_lines)
+            return replace(self._source(known, "registered"), label_lines=upload.label_lines)
         if model_id:
-            return from_stored(self.stored(model_id), "registered")
-        return from_stored(self.default_model(), "default")
+            return self._source(self.stored(model_id), "registered")
+        return self._source(self.default_model(), "default")
 
     def warm_up(self) -> None:
         """Start the pool's workers and load the default model into each, in the background."""
