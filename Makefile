@@ -7,10 +7,10 @@ MODEL_DIR ?= models
 # The shared fixtures folder beside the checkout, when present; CI sets it explicitly.
 MODEL_MIRROR ?= $(wildcard ../shared/models)
 PORT ?= 8080
-TEST_DEBS := chromium docker-compose
+TEST_DEBS := chromium docker-compose apache2-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test models venv dev-venv debs lint clean
+.PHONY: run test bench models venv dev-venv debs lint clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: dev-venv
 test: dev-venv models debs lint
 	docker-compose -f docker-compose.yml config --quiet
 	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest
+
+# Throughput and latency of the service against the raw model and the spawn baseline.
+bench: dev-venv models debs
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) $(MODEL_DIR) artifacts

@@ -20,15 +20,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import (  # noqa: E402 - the tests' own server launcher and model paths
-    DEFAULT_MODEL,
-    FROZEN_MODEL,
-    IMAGENET_LABELS,
-    IMAGES,
-    start_gunicorn,
-)
+from bench.setup import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, ROOT
+from tools.server import start_gunicorn
 
 IMAGE = IMAGES / "grace_hopper.jpg"
 
@@ -47,7 +40,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_gunicorn(Path(tmp))
+        server = start_gunicorn(Path(tmp), MODELS)
         try:
 
             def api() -> None:

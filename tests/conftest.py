@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
+
+from tools.server import Server
+from tools.server import start_gunicorn as start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
@@ -48,66 +46,8 @@ def expected_rows(model: str) -> list[Expected]:
         ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before answering")
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {seconds} s")
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def start_gunicorn(tmp: Path, env: dict[str, str] | None = None) -> Server:
-    """The real server, started the way `make run` starts it, on a free loopback port."""
-    port = free_port()
-    log = tmp / f"gunicorn-{port}.log"
-    full_env = {
-        **os.environ,
-        "MODEL_DIR": str(MODELS),
-        "BIND": f"127.0.0.1:{port}",
-        "MODEL_STORE": str(tmp / f"store-{port}"),
-        **(env or {}),
-    }
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "frontend:create_app()",
-        ],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    wait_until_up(server.url + "/healthz", process)
-    return server
+    return start_server(tmp, MODELS, env)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import IMAGES, ROOT, Server, free_port, start_gunicorn
+from conftest import IMAGES, ROOT, Server, start_gunicorn
+
+from tools.server import free_port
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 

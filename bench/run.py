@@ -1,0 +1,226 @@
+"""`make bench`: the service against the raw model and the spawn-per-request design, in one run.
+
+Starts the real server with gunicorn, registers the frozen GraphDef, and drives load with `ab`
+at concurrency 1, 4 and 16 for a 224 px JPEG and a 12 MP JPEG (a real photo upscaled), with the
+default TFLite model and the frozen GraphDef. Measures the raw in-process throughput of the same
+models (one runtime per core, image prepared once) and the spawn-a-worker-per-request baseline.
+Prints a table of ratios, writes bench/results/latest.json and bench/results/latest.png.
+
+    .venv/bin/python -m bench.run [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+
+from bench.loadgen import multipart_body, run_ab
+from bench.raw import raw_throughput
+from bench.setup import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, RESULTS
+from frontend.images import prepare_image
+from tools.server import start_gunicorn
+
+CONCURRENCIES = (1, 4, 16)
+
+
+def make_images(folder: Path) -> dict[str, Path]:
+    photo = Image.open(IMAGES / "grace_hopper.jpg").convert("RGB")
+    small, large = folder / "photo_224.jpg", folder / "photo_12mp.jpg"
+    photo.resize((224, 224), Image.Resampling.BILINEAR).save(small, quality=92)
+    photo.resize((4000, 3000), Image.Resampling.BICUBIC).save(large, quality=92)
+    return {"224px": small, "12MP": large}
+
+
+def register_frozen(url: str) -> str:
+    boundary = "benchboundary"
+    parts = []
+    for field, path in (("model", FROZEN_MODEL), ("labels", IMAGENET_LABELS)):
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{path.name}"\r\n\r\n'.encode()
+            + path.read_bytes()
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    request = urllib.request.Request(
+        url + "/api/v1/models",
+        data=b"".join(parts),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)["id"]
+
+
+def requests_for(concurrency: int, quick: bool) -> int:
+    base = {1: 200, 4: 400, 16: 800}[concurrency]
+    return max(concurrency * 4, base // 10 if quick else base)
+
+
+def measure_service(folder: Path, images: dict[str, Path], quick: bool) -> tuple[list, dict]:
+    server = start_gunicorn(folder, MODELS)
+    try:
+        frozen_id = register_frozen(server.url)
+        time.sleep(2)  # let the warm-up finish
+        models = {"tflite": {}, "graphdef": {"model": frozen_id}}
+        rows = []
+        for model_name, fields in models.items():
+            for image_name, image in images.items():
+                body, content_type = multipart_body(folder, fields, image)
+                run_ab(server.url + "/api/v1/classify", body, content_type, 20, 2)  # warm
+                for concurrency in CONCURRENCIES:
+                    result = run_ab(
+                        server.url + "/api/v1/classify",
+                        body,
+                        content_type,
+                        requests_for(concurrency, quick),
+                        concurrency,
+                    )
+                    rows.append({"model": model_name, "image": image_name, **result})
+                    print(
+                        f"service {model_name:8} {image_name:5} c={concurrency:<2} "
+                        f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms"
+                    )
+        timing = json.load(
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    server.url + "/api/v1/classify",
+                    data=images["12MP"].read_bytes(),
+                    headers={"Content-Type": "image/jpeg"},
+                ),
+                timeout=60,
+            )
+        )["timings_ms"]
+    finally:
+        server.stop()
+    return rows, timing
+
+
+def measure_spawn_baseline(folder: Path, image: Path, quick: bool) -> dict:
+    server = start_gunicorn(folder, MODELS, {"WORKER_TRANSPORT": "process"})
+    try:
+        body, content_type = multipart_body(folder, {}, image)
+        return run_ab(server.url + "/api/v1/classify", body, content_type, 4 if quick else 12, 2)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        images = make_images(folder)
+        pixels = prepare_image(images["224px"].read_bytes(), (224, 224))
+        seconds = 3 if args.quick else 10
+        raw = {
+            "tflite": raw_throughput(DEFAULT_MODEL, pixels, cores, seconds),
+            "graphdef": raw_throughput(FROZEN_MODEL, pixels, cores, seconds),
+        }
+        raw_single = {
+            "tflite": raw_throughput(DEFAULT_MODEL, pixels, 1, seconds),
+            "graphdef": raw_throughput(FROZEN_MODEL, pixels, 1, seconds),
+        }
+        print(f"raw: {json.dumps(raw)}")
+        service, timing_12mp = measure_service(folder, images, args.quick)
+        spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
+    results = {
+        "cores": cores,
+        "raw": raw,
+        "raw_single": raw_single,
+        "service": service,
+        "spawn_baseline": spawn,
+        "timings_12mp_ms": timing_12mp,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+    draw_chart(results, RESULTS / "latest.png")
+
+
+def find(results: dict, model: str, image: str, concurrency: int) -> dict:
+    return next(
+        r
+        for r in results["service"]
+        if (r["model"], r["image"], r["concurrency"]) == (model, image, concurrency)
+    )
+
+
+def print_table(results: dict) -> None:
+    spawn = results["spawn_baseline"]["throughput_rps"]
+    print(
+        f"\n{'model':9} {'image':6} {'c':>3} {'req/s':>8} {'p50':>5} {'p95':>5} {'p99':>5} "
+        f"{'÷ raw':>7} {'÷ spawn':>8} {'fail':>5}"
+    )
+    for row in results["service"]:
+        raw = results["raw"][row["model"]]["throughput_ips"]
+        print(
+            f"{row['model']:9} {row['image']:6} {row['concurrency']:>3} "
+            f"{row['throughput_rps']:8.1f} {row['p50_ms']:5.0f} {row['p95_ms']:5.0f} "
+            f"{row['p99_ms']:5.0f} {row['throughput_rps'] / raw:7.2f} "
+            f"{row['throughput_rps'] / spawn:8.0f} {row['failed']:5}"
+        )
+    for model in ("tflite", "graphdef"):
+        raw = results["raw"][model]
+        single = results["raw_single"][model]
+        print(
+            f"raw {model}: {raw['throughput_ips']:.1f} images/s on {raw['processes']} processes, "
+            f"single-image p50 {single['p50_ms']:.1f} ms"
+        )
+    print(f"spawn-per-request baseline (tflite, 224 px, c=2): {spawn:.2f} req/s")
+    small, large = find(results, "tflite", "224px", 1), find(results, "tflite", "12MP", 1)
+    timing = results["timings_12mp_ms"]
+    print(
+        f"12 MP p50 / 224 px p50 at c=1: {large['p50_ms'] / small['p50_ms']:.2f} "
+        f"(12 MP decode {timing['decode']:.0f} ms of {timing['total']:.0f} ms in the server)"
+    )
+
+
+def draw_chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, model in zip(axes, ("tflite", "graphdef"), strict=True):
+        for image in ("224px", "12MP"):
+            rows = [find(results, model, image, c) for c in CONCURRENCIES]
+            axis.plot(
+                CONCURRENCIES,
+                [r["throughput_rps"] for r in rows],
+                marker="o",
+                label=f"service, {image} JPEG",
+            )
+        axis.axhline(
+            results["raw"][model]["throughput_ips"],
+            color="grey",
+            linestyle="--",
+            label="raw model, in process",
+        )
+        axis.axhline(
+            results["spawn_baseline"]["throughput_rps"],
+            color="red",
+            linestyle=":",
+            label="spawn per request",
+        )
+        axis.set_title(f"{model} MobileNet V2 on {results['cores']} cores")
+        axis.set_xlabel("concurrency")
+        axis.set_ylabel("requests per second")
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(CONCURRENCIES, [str(c) for c in CONCURRENCIES])
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
