@@ -102,11 +102,17 @@ def measure_service(folder: Path, images: dict[str, Path], quick: bool) -> tuple
     return rows, timing
 
 
-def measure_spawn_baseline(folder: Path, image: Path, quick: bool) -> dict:
+def measure_spawn_baseline(folder: Path, image: Path, quick: bool) -> dict[str, dict]:
+    """The seed's design: a fresh worker process per request, for each model."""
     server = start_gunicorn(folder, MODELS, {"WORKER_TRANSPORT": "process"})
     try:
-        body, content_type = multipart_body(folder, {}, image)
-        return run_ab(server.url + "/api/v1/classify", body, content_type, 4 if quick else 12, 2)
+        results = {}
+        for model, fields in (("tflite", {}), ("graphdef", {"model": register_frozen(server.url)})):
+            body, content_type = multipart_body(folder, fields, image)
+            results[model] = run_ab(
+                server.url + "/api/v1/classify", body, content_type, 4 if quick else 10, 2
+            )
+        return results
     finally:
         server.stop()
 
@@ -155,13 +161,13 @@ def find(results: dict, model: str, image: str, concurrency: int) -> dict:
 
 
 def print_table(results: dict) -> None:
-    spawn = results["spawn_baseline"]["throughput_rps"]
     print(
         f"\n{'model':9} {'image':6} {'c':>3} {'req/s':>8} {'p50':>5} {'p95':>5} {'p99':>5} "
         f"{'÷ raw':>7} {'÷ spawn':>8} {'fail':>5}"
     )
     for row in results["service"]:
         raw = results["raw"][row["model"]]["throughput_ips"]
+        spawn = results["spawn_baseline"][row["model"]]["throughput_rps"]
         print(
             f"{row['model']:9} {row['image']:6} {row['concurrency']:>3} "
             f"{row['throughput_rps']:8.1f} {row['p50_ms']:5.0f} {row['p95_ms']:5.0f} "
@@ -175,7 +181,11 @@ def print_table(results: dict) -> None:
             f"raw {model}: {raw['throughput_ips']:.1f} images/s on {raw['processes']} processes, "
             f"single-image p50 {single['p50_ms']:.1f} ms"
         )
-    print(f"spawn-per-request baseline (tflite, 224 px, c=2): {spawn:.2f} req/s")
+    for model, spawn in results["spawn_baseline"].items():
+        print(
+            f"spawn-per-request baseline ({model}, 224 px, c=2): "
+            f"{spawn['throughput_rps']:.2f} req/s"
+        )
     small, large = find(results, "tflite", "224px", 1), find(results, "tflite", "12MP", 1)
     timing = results["timings_12mp_ms"]
     print(
@@ -207,7 +217,7 @@ def draw_chart(results: dict, path: Path) -> None:
             label="raw model, in process",
         )
         axis.axhline(
-            results["spawn_baseline"]["throughput_rps"],
+            results["spawn_baseline"][model]["throughput_rps"],
             color="red",
             linestyle=":",
             label="spawn per request",
