@@ -1,9 +1,16 @@
 """gunicorn settings for the frontend; each can be overridden by its environment variable."""
 
 import os
+import tempfile
 
 # Set in the environment too: the app shares the cores among this many processes' worker pools.
 os.environ.setdefault("WEB_CONCURRENCY", "2")
+
+# Prometheus samples of every gunicorn process go to one folder that /metrics sums; a fresh one
+# per server start, so counts do not carry over from a previous run.
+metrics_folder_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if metrics_folder_is_ours:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mobilenet-metrics-")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8080')}")
 workers = int(os.environ["WEB_CONCURRENCY"])

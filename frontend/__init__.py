@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from frontend import service
+from frontend import metrics, service
 from frontend.config import from_environment
 from frontend.errors import PayloadTooLarge
 from frontend.views import api, health, models, page
@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     _register_error_handlers(app)
     service.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(models.bp)

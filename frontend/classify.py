@@ -10,6 +10,7 @@ from typing import Any
 from frontend.answers import Prediction, confidence_word, top_predictions
 from frontend.images import prepare_image
 from frontend.labels import Labels, align_labels
+from frontend.metrics import LATENCY
 from frontend.models import ModelSource
 from frontend.transport import Transport
 from protocol import Normalization, Request, RequestHeader
@@ -77,4 +78,6 @@ def classify_image(
         "worker": _ms(prepared, answered),
         "total": _ms(started, done),
     }
+    for stage, milliseconds in timings.items():
+        LATENCY.labels(stage).observe(milliseconds / 1000)
     return Classification(model, labels, predictions, timings)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from frontend.errors import Overloaded
+from frontend.metrics import LATENCY, MODEL_CACHE, QUEUE_DEPTH, WORKER_RESTARTS
 from protocol import (
     ModelUnknown,
     Request,
@@ -58,11 +59,18 @@ class WorkerPool:
     # --- spawn, reap, replace --------------------------------------------------------------
 
     def _acquire(self, sha256: str) -> WarmWorker:
-        deadline = time.monotonic() + self.settings.timeout
+        started = time.monotonic()
+        try:
+            return self._wait_for_worker(sha256, started + self.settings.timeout)
+        finally:
+            LATENCY.labels("queue").observe(time.monotonic() - started)
+
+    def _wait_for_worker(self, sha256: str, deadline: float) -> WarmWorker:
         with self._changed:
             if not self._idle and self._waiting >= self.settings.queue_limit:
                 raise Overloaded(f"{self._waiting} requests are already waiting for a worker")
             self._waiting += 1
+            QUEUE_DEPTH.inc()
             try:
                 while not self._idle:
                     if self._closed:
@@ -80,6 +88,7 @@ class WorkerPool:
                     return worker
             finally:
                 self._waiting -= 1
+                QUEUE_DEPTH.dec()
         try:
             return WarmWorker(self.settings.launch, self.settings.cache_mb)
         except OSError as exc:
@@ -95,6 +104,7 @@ class WorkerPool:
             with self._changed:
                 self._count -= 1
                 self.restarts += 1
+                WORKER_RESTARTS.inc()
                 self._changed.notify()
             return
         with self._changed:
@@ -125,9 +135,12 @@ class WorkerPool:
         if sha256 in worker.models:
             try:
                 frame = encode_request(_by_reference(request, sha256))
-                return decode_stream_answer(worker.exchange(frame, timeout))
+                answer = decode_stream_answer(worker.exchange(frame, timeout))
+                MODEL_CACHE.labels("hit").inc()
+                return answer
             except ModelUnknown:  # evicted from the worker's cache since: send it in full
                 worker.models.discard(sha256)
+        MODEL_CACHE.labels("miss").inc()
         answer = decode_stream_answer(worker.exchange(encode_request(request), timeout))
         worker.models.add(sha256)  # only after it loaded and ran
         return answer

@@ -10,7 +10,7 @@ from worker.runtimes import LoadedModel
 # buffers and graph. An estimate: a frozen MobileNet V2 of 14 MB grew a worker by about 40 MB.
 COST_PER_MODEL_BYTE = 3
 
-CacheKey = tuple[str, str | None, str | None]  # sha256, input tensor, output tensor
+CacheKey = str  # the sha256 of the model's bytes
 
 
 class ModelCache:

@@ -14,25 +14,31 @@ from worker.description import PROBE_SIZE, describe
 from worker.runtimes import LoadedModel, check_input_size, load_model
 
 
+def _fits(model: LoadedModel, request: Request) -> bool:
+    """A cached model serves a frame whose tensor names are unset or the ones it resolved."""
+    header = request.header
+    return header.input_tensor in (None, model.input_name) and header.output_tensor in (
+        None,
+        model.output_name,
+    )
+
+
 def _model_for(request: Request, threads: int, cache: ModelCache | None) -> LoadedModel:
     header = request.header
-    if header.model_length == 0 and header.model_sha256:
-        key = (header.model_sha256, header.input_tensor, header.output_tensor)
-        cached = cache.get(key) if cache is not None else None
-        if cached is None:
-            raise ModelUnknown(f"this worker does not hold model {header.model_sha256}")
+    by_reference = header.model_length == 0 and header.model_sha256 is not None
+    sha256 = header.model_sha256 or (
+        hashlib.sha256(request.model).hexdigest() if cache is not None else ""
+    )
+    cached = cache.get(sha256) if cache is not None else None
+    if cached is not None and _fits(cached, request):
         return cached
-    load = lambda: load_model(  # noqa: E731 - deferred so a cache hit loads nothing
+    if by_reference:
+        raise ModelUnknown(f"this worker does not hold model {sha256} with those tensors")
+    model = load_model(
         request.model, header.model_format, header.input_tensor, header.output_tensor, threads
     )
-    if cache is None:
-        return load()
-    sha256 = header.model_sha256 or hashlib.sha256(request.model).hexdigest()
-    key = (sha256, header.input_tensor, header.output_tensor)
-    model = cache.get(key)
-    if model is None:
-        model = load()
-        cache.put(key, model, len(request.model))
+    if cache is not None:
+        cache.put(sha256, model, len(request.model))
     return model
 
 
