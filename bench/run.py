@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.loadgen import multipart_body, run_ab
+from bench.memory import measure_memory
 from bench.raw import raw_throughput
 from bench.setup import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, RESULTS
 from frontend.images import prepare_image
@@ -138,6 +139,9 @@ def main() -> None:
         print(f"raw: {json.dumps(raw)}")
         service, timing_12mp = measure_service(folder, images, args.quick)
         spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
+        memory = measure_memory(
+            folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
+        )
     results = {
         "cores": cores,
         "raw": raw,
@@ -145,6 +149,7 @@ def main() -> None:
         "service": service,
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
+        "memory": memory,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
@@ -186,6 +191,12 @@ def print_table(results: dict) -> None:
             f"spawn-per-request baseline ({model}, 224 px, c=2): "
             f"{spawn['throughput_rps']:.2f} req/s"
         )
+    memory = results["memory"]
+    print(
+        f"RSS of gunicorn and its workers over {memory['requests']} requests: "
+        f"{memory['rss_after_first_mib']:.0f} MiB after the first 10 %, "
+        f"{memory['rss_after_last_mib']:.0f} MiB after the last ({memory['change']:+.1%})"
+    )
     small, large = find(results, "tflite", "224px", 1), find(results, "tflite", "12MP", 1)
     timing = results["timings_12mp_ms"]
     print(
