@@ -13,6 +13,7 @@ from frontend.errors import InvalidField
 from frontend.labels import parse_labels
 from frontend.store import StoredModel
 from protocol import Normalization, detect_format
+from protocol.frame import parse_normalization
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,6 @@ class ModelSource:
         }
 
 
-def normalization_from_wire(wire: dict[str, Any]) -> Normalization:
-    if wire["mode"] == "mean_std":
-        return Normalization("mean_std", float(wire["mean"]), float(wire["std"]))
-    return Normalization(wire["mode"])
-
-
 def from_stored(stored: StoredModel, origin: str) -> ModelSource:
     manifest = stored.manifest
     size = manifest["input"]["height"], manifest["input"]["width"]
@@ -63,7 +58,7 @@ def from_stored(stored: StoredModel, origin: str) -> ModelSource:
         input_size=size if None not in size else None,
         input_tensor=manifest["input"]["name"],
         output_tensor=manifest["output"]["name"],
-        normalization=normalization_from_wire(manifest["normalization"]),
+        normalization=parse_normalization(manifest["normalization"]),
         manifest=manifest,
     )
 

@@ -144,7 +144,8 @@ def _optional_sha256(wire: dict[str, Any]) -> str | None:
     return value
 
 
-def _parse_normalization(raw: Any) -> Normalization:
+def parse_normalization(raw: Any) -> Normalization:
+    """A Normalization from its wire form (`Normalization.to_wire`); raises BadHeader."""
     if not isinstance(raw, dict) or raw.get("mode") not in NORMALIZATIONS:
         raise BadHeader(f"normalization must name a mode among {NORMALIZATIONS}, got {raw!r}")
     if raw["mode"] != "mean_std":
@@ -193,7 +194,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         image_count=_require(wire, "image_count", int),
         channels=_require(wire, "channels", int),
         pixel_format=_require(wire, "pixel_format", str),
-        normalization=_parse_normalization(wire.get("normalization")),
+        normalization=parse_normalization(wire.get("normalization")),
         describe=_optional_flag(wire, "describe"),
         model_sha256=_optional_sha256(wire),
     )
