@@ -31,7 +31,7 @@ class Service:
         self.store = ModelStore(Path(config["MODEL_STORE"]))
         self.transport = make_transport(config)
         self._default_lock = threading.Lock()
-        self._default_id: str | None = None
+        self._default: StoredModel | None = None  # it cannot be deleted, so it is kept
         # Stored models as ready-to-send sources (bytes and labels in memory), most recent last.
         self._sources: OrderedDict[str, ModelSource] = OrderedDict()
         self._sources_lock = threading.Lock()
@@ -41,8 +41,8 @@ class Service:
     def default_model(self) -> StoredModel:
         """The default model from MODEL_DIR, registered in the store on first use."""
         with self._default_lock:
-            if self._default_id is not None and (found := self.store.get(self._default_id)):
-                return found
+            if self._default is not None:
+                return self._default
             model_path, labels_path = default_files(self.config)
             if not (model_path.is_file() and labels_path.is_file()):
                 raise DefaultModelMissing(
@@ -53,7 +53,7 @@ class Service:
             stored = self.store.get(hashlib.sha256(blob).hexdigest())
             if stored is None:
                 stored, _ = self.register(blob, labels_path.read_bytes(), name=model_path.name)
-            self._default_id = stored.id
+            self._default = stored
             return stored
 
     def is_default(self, model_id: str) -> bool:
@@ -120,8 +120,7 @@ class Service:
 
         def run() -> None:
             try:
-                model = from_stored(self.default_model(), "default")
-                preload(describe_request(model))
+                preload(describe_request(self._source(self.default_model(), "default")))
             except ServiceError as exc:
                 current_logger.warning("warm-up failed: %s: %s", exc.code, exc.message)
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from protocol import Normalization
+from worker.inputs import effective_normalization
 from worker.runtimes import LoadedModel
 
 PROBE_SIZE = (224, 224)  # for graphs whose input size is not fixed
-
-
-def effective_normalization(model: LoadedModel, requested: Normalization) -> Normalization:
-    if requested.mode != "model_default":
-        return requested
-    if model.input_quantization is not None or model.input_dtype.startswith(("uint", "int")):
-        return Normalization("raw")
-    return Normalization("mean_std", 127.5, 127.5)
 
 
 def describe(model: LoadedModel, requested: Normalization, classes: int) -> dict[str, Any]:
@@ -35,5 +30,5 @@ def describe(model: LoadedModel, requested: Normalization, classes: int) -> dict
             "classes": classes,
             "softmax_applied": bool(model.output_is_logits),
         },
-        "normalization": effective_normalization(model, requested).to_wire(),
+        "normalization": effective_normalization(requested, np.dtype(model.input_dtype)).to_wire(),
     }

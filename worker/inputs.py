@@ -9,6 +9,14 @@ from protocol import Normalization
 FLOAT_DEFAULT = Normalization(mode="mean_std", mean=127.5, std=127.5)
 
 
+def effective_normalization(requested: Normalization, dtype: np.dtype) -> Normalization:
+    """What `model_default` means for an input of `dtype`: raw pixels for a quantized (integer)
+    input, whose own scale and zero point map them; [-1, 1] for a float one."""
+    if requested.mode != "model_default":
+        return requested
+    return Normalization("raw") if np.issubdtype(dtype, np.integer) else FLOAT_DEFAULT
+
+
 def to_input(
     pixels: np.ndarray,
     normalization: Normalization,
@@ -23,11 +31,9 @@ def to_input(
     """
     scale, zero_point = quantization
     quantized = np.issubdtype(dtype, np.integer)
-    if quantized and normalization.mode in ("model_default", "raw"):
+    norm = effective_normalization(normalization, dtype)
+    if norm.mode == "raw":
         return pixels.astype(dtype, copy=False)
-    if normalization.mode == "raw":
-        return pixels.astype(dtype)
-    norm = FLOAT_DEFAULT if normalization.mode == "model_default" else normalization
     real = (pixels.astype(np.float32) - np.float32(norm.mean)) / np.float32(norm.std)
     if not quantized:
         return real.astype(dtype, copy=False)
