@@ -1,7 +1,8 @@
 """The warm worker pool: long-lived sandboxed workers that keep models loaded.
 
 Modelled on gunicorn's arbiter: workers are spawned (lazily, up to the pool size), watched
-(every exchange has a deadline), timed out (killed), reaped and replaced. A request goes to an
+(every exchange has a deadline; a watcher thread checks the idle ones), timed out (killed),
+reaped and replaced (warmed with the default model before they serve). A request goes to an
 idle worker, preferring one that already holds its model, which is then named by sha256
 instead of resent. Waiting requests are bounded: past the bound the caller gets Overloaded
 (HTTP 503 with Retry-After). A worker that dies mid-request is replaced and the request is
@@ -10,6 +11,7 @@ retried once on another worker.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import threading
@@ -22,6 +24,7 @@ from frontend.metrics import LATENCY, MODEL_CACHE, QUEUE_DEPTH, WORKER_RESTARTS
 from protocol import (
     ModelUnknown,
     Request,
+    ServiceError,
     WorkerCrashed,
     WorkerUnavailable,
     decode_stream_answer,
@@ -39,6 +42,7 @@ class PoolSettings:
     cache_mb: int = 1024
     queue_limit: int = 64  # requests waiting for a worker; more get Overloaded at once
     timeout: float = 60.0  # seconds per exchange, and the longest wait for a free worker
+    watch_interval: float = 1.0  # seconds between checks for idle workers that died
 
 
 def _by_reference(request: Request, sha256: str) -> Request:
@@ -54,6 +58,8 @@ class WorkerPool:
         self._count = 0  # idle + busy + being spawned
         self._waiting = 0
         self._closed = False
+        self._warm_request: Request | None = None  # run on every replacement before it serves
+        self._watcher: threading.Thread | None = None
         self.restarts = 0
 
     # --- spawn, reap, replace --------------------------------------------------------------
@@ -89,6 +95,7 @@ class WorkerPool:
             finally:
                 self._waiting -= 1
                 QUEUE_DEPTH.dec()
+        self._start_watcher()
         try:
             return WarmWorker(self.settings.launch, self.settings.cache_mb)
         except OSError as exc:
@@ -100,12 +107,7 @@ class WorkerPool:
     def _release(self, worker: WarmWorker) -> None:
         """Back to the idle list; a dead worker is reaped and its place freed for a new one."""
         if not worker.alive():
-            worker.kill()
-            with self._changed:
-                self._count -= 1
-                self.restarts += 1
-                WORKER_RESTARTS.inc()
-                self._changed.notify()
+            self._reap(worker)
             return
         with self._changed:
             if self._closed:
@@ -114,6 +116,58 @@ class WorkerPool:
                 return
             self._idle.append(worker)
             self._changed.notify()
+
+    def _reap(self, worker: WarmWorker) -> None:
+        worker.kill()
+        with self._changed:
+            self._count -= 1
+            self.restarts += 1
+            WORKER_RESTARTS.inc()
+            self._changed.notify()
+
+    def _start_watcher(self) -> None:
+        with self._changed:
+            if self._watcher is not None or self._closed:
+                return
+            self._watcher = threading.Thread(target=self._watch, name="pool-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        """The arbiter's loop: reap idle workers that died and spawn warm replacements, so
+        the pool is back at full size before the next request needs it."""
+        while True:
+            time.sleep(self.settings.watch_interval)
+            with self._changed:
+                if self._closed:
+                    return
+                dead = [worker for worker in self._idle if not worker.alive()]
+                for worker in dead:
+                    self._idle.remove(worker)
+            for worker in dead:
+                self._reap(worker)
+            if dead:
+                self._refill()
+
+    def _refill(self) -> None:
+        warm = self._warm_request
+        if warm is None:
+            return
+        sha256 = warm.header.model_sha256 or hashlib.sha256(warm.model).hexdigest()
+        while True:
+            with self._changed:
+                if self._closed or self._count >= self.settings.size:
+                    return
+                self._count += 1
+            try:
+                worker = WarmWorker(self.settings.launch, self.settings.cache_mb)
+            except OSError:
+                with self._changed:
+                    self._count -= 1
+                return  # the next request tries again and reports why
+            # A worker that cannot warm up still serves; a dead one is reaped by _release.
+            with contextlib.suppress(ServiceError):
+                self._run_on(worker, warm, sha256)
+            self._release(worker)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -148,6 +202,8 @@ class WorkerPool:
     def preload(self, request: Request) -> None:
         """Run `request` on every worker, starting them all: the pool's warm-up."""
         sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        self._warm_request = request
+        self._start_watcher()
         held = [self._acquire("") for _ in range(self.settings.size)]
         try:
             for worker in held:

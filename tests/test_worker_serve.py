@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import BIRD_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
@@ -21,6 +23,7 @@ from protocol import (
     encode_request,
 )
 from worker.launcher import LaunchSettings, WarmWorker
+from worker.limits import Limits
 
 LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
 BLOB = DEFAULT_MODEL.read_bytes()
@@ -99,3 +102,21 @@ def test_timeout_kills_the_worker(worker: WarmWorker) -> None:
     with pytest.raises(WorkerTimeout):
         worker.exchange(frame("cat.jpg", BLOB), 0.001)
     assert not worker.alive()
+
+
+def cpu_seconds_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_cpu_limit_is_per_frame_not_per_life() -> None:
+    """A long-lived worker with a 1 s CPU limit serves frames that add up to far more."""
+    worker = WarmWorker(LaunchSettings(limits=Limits(cpu_seconds=1)), cache_mb=64)
+    try:
+        assert top1(worker.exchange(frame("cat.jpg", BLOB), 60)) == "Egyptian cat"
+        cat = frame("cat.jpg", None)
+        while cpu_seconds_of(worker.pid) < 2.5:
+            assert top1(worker.exchange(cat, 60)) == "Egyptian cat"
+        assert worker.alive()
+    finally:
+        worker.stop()

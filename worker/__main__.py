@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = LaunchSettings(timeout_seconds=args.timeout, threads=args.threads, limits=limits)
         serve(host or "0.0.0.0", int(port), settings, args.concurrency)
         return 0
-    limits.apply()
+    limits.apply(long_lived=args.serve)
     if args.serve:
         from worker.serve import main as serve_stream
 
-        return serve_stream(args.threads, args.cache_mb)
+        return serve_stream(args.threads, args.cache_mb, limits)
     from worker.oneshot import main as oneshot
 
     return oneshot(args.threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 from dataclasses import dataclass
 
@@ -9,12 +10,21 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Limits:
     memory_mb: int = 4096  # address space; TensorFlow maps far more than it touches
-    cpu_seconds: int = 120
+    cpu_seconds: int = 120  # per frame
     max_files: int = 256
 
-    def apply(self) -> None:
+    def apply(self, long_lived: bool = False) -> None:
+        """A one-shot worker gets a hard CPU limit for its life; a long-lived one gets a soft
+        limit that `renew_cpu_budget` moves forward before each frame (SIGXCPU ends it when a
+        frame overruns; the hard limit stays open so the soft one can move)."""
         memory = self.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
+        hard = resource.RLIM_INFINITY if long_lived else self.cpu_seconds + 5
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
+
+    def renew_cpu_budget(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = math.ceil(usage.ru_utime + usage.ru_stime)
+        resource.setrlimit(resource.RLIMIT_CPU, (used + self.cpu_seconds, resource.RLIM_INFINITY))

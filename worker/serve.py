@@ -12,9 +12,16 @@ from protocol import FrameError, ResourceExhausted, ServiceError, encode_stream_
 from worker.cache import ModelCache
 from worker.execute import execute
 from worker.framing import read_request
+from worker.limits import Limits
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO, threads: int, cache_bytes: int) -> int:
+def serve(
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+    threads: int,
+    cache_bytes: int,
+    limits: Limits | None = None,
+) -> int:
     cache = ModelCache(cache_bytes)
 
     def send(answer: bytes) -> None:
@@ -29,6 +36,8 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, threads: int, cache_bytes: int) -> 
             return exc.exit_code
         if request is None:
             return 0
+        if limits is not None:
+            limits.renew_cpu_budget()
         try:
             rows, description = execute(request, threads, cache)
         except ServiceError as exc:
@@ -41,5 +50,5 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, threads: int, cache_bytes: int) -> 
         send(encode_stream_answer(rows, description))
 
 
-def main(threads: int, cache_mb: int) -> int:
-    return serve(sys.stdin.buffer, sys.stdout.buffer, threads, cache_mb * 1024 * 1024)
+def main(threads: int, cache_mb: int, limits: Limits) -> int:
+    return serve(sys.stdin.buffer, sys.stdout.buffer, threads, cache_mb * 1024 * 1024, limits)
