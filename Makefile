@@ -7,10 +7,12 @@ MODEL_DIR ?= models
 # The shared fixtures folder beside the checkout, when present; CI sets it explicitly.
 MODEL_MIRROR ?= $(wildcard ../shared/models)
 PORT ?= 8080
-TEST_DEBS := chromium docker-compose apache2-utils
+# The sandbox around model workers; the tests add a browser, the compose checker and ab.
+RUN_DEBS := bubblewrap
+TEST_DEBS := $(RUN_DEBS) chromium docker-compose apache2-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench models venv dev-venv debs lint clean
+.PHONY: run test bench fuzz models venv dev-venv debs run-debs lint clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,16 +30,23 @@ dev-venv: $(VENV)/.dev
 models: venv
 	$(BIN)/python -m tools.fetch_models --dest $(MODEL_DIR) $(if $(MODEL_MIRROR),--mirror $(MODEL_MIRROR))
 
-# Debian packages the tests drive: a real browser and the compose file checker.
-debs:
-	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Debian packages, installed when missing.
+define install_debs
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
 
-run: venv models
+run-debs:
+	$(call install_debs,$(RUN_DEBS))
+
+debs:
+	$(call install_debs,$(TEST_DEBS))
+
+run: venv models run-debs
 	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "frontend:create_app()"
 
 lint: dev-venv

@@ -16,9 +16,9 @@ from protocol import Normalization
 def _loop(
     model_path: str, pixels: np.ndarray, seconds: float, queue: multiprocessing.Queue
 ) -> None:
-    from worker.runtimes import load_model
+    from worker.runtimes import RuntimeOptions, load_model
 
-    model = load_model(Path(model_path).read_bytes(), None, None, None, 1)
+    model = load_model(Path(model_path).read_bytes(), None, None, None, RuntimeOptions())
     model.classify(pixels, Normalization())  # warm
     latencies, end = [], time.perf_counter() + seconds
     while (start := time.perf_counter()) < end:

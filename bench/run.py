@@ -103,6 +103,35 @@ def measure_service(folder: Path, images: dict[str, Path], quick: bool) -> tuple
     return rows, timing
 
 
+BATCH_SETTINGS = {"BATCH_MAX_SIZE": "8", "BATCH_WAIT_MS": "2"}
+
+
+def measure_batching(folder: Path, image: Path, quick: bool) -> list[dict]:
+    """The frozen GraphDef (any batch size) with dynamic batching on, 224 px JPEG."""
+    server = start_gunicorn(folder, MODELS, BATCH_SETTINGS)
+    try:
+        body, content_type = multipart_body(folder, {"model": register_frozen(server.url)}, image)
+        time.sleep(2)  # let the warm-up finish
+        run_ab(server.url + "/api/v1/classify", body, content_type, 20, 2)  # warm
+        rows = []
+        for concurrency in CONCURRENCIES:
+            result = run_ab(
+                server.url + "/api/v1/classify",
+                body,
+                content_type,
+                requests_for(concurrency, quick),
+                concurrency,
+            )
+            rows.append({"model": "graphdef", "image": "224px", "batching": True, **result})
+            print(
+                f"batched  graphdef 224px c={concurrency:<2} "
+                f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms"
+            )
+        return rows
+    finally:
+        server.stop()
+
+
 def measure_spawn_baseline(folder: Path, image: Path, quick: bool) -> dict[str, dict]:
     """The seed's design: a fresh worker process per request, for each model."""
     server = start_gunicorn(folder, MODELS, {"WORKER_TRANSPORT": "process"})
@@ -138,6 +167,7 @@ def main() -> None:
         }
         print(f"raw: {json.dumps(raw)}")
         service, timing_12mp = measure_service(folder, images, args.quick)
+        batching = measure_batching(folder, images["224px"], args.quick)
         spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
         memory = measure_memory(
             folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
@@ -147,6 +177,7 @@ def main() -> None:
         "raw": raw,
         "raw_single": raw_single,
         "service": service,
+        "batching": {"settings": BATCH_SETTINGS, "rows": batching},
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
         "memory": memory,
@@ -178,6 +209,19 @@ def print_table(results: dict) -> None:
             f"{row['throughput_rps']:8.1f} {row['p50_ms']:5.0f} {row['p95_ms']:5.0f} "
             f"{row['p99_ms']:5.0f} {row['throughput_rps'] / raw:7.2f} "
             f"{row['throughput_rps'] / spawn:8.0f} {row['failed']:5}"
+        )
+    settings = results["batching"]["settings"]
+    print(
+        f"dynamic batching, graphdef 224 px (BATCH_MAX_SIZE={settings['BATCH_MAX_SIZE']}, "
+        f"BATCH_WAIT_MS={settings['BATCH_WAIT_MS']}), against the same server without it:"
+    )
+    for row in results["batching"]["rows"]:
+        plain = find(results, "graphdef", "224px", row["concurrency"])
+        print(
+            f"  c={row['concurrency']:<2} {row['throughput_rps']:6.1f} req/s "
+            f"(without: {plain['throughput_rps']:.1f}, ratio "
+            f"{row['throughput_rps'] / plain['throughput_rps']:.2f}), p50 {row['p50_ms']:.0f} ms "
+            f"(without: {plain['p50_ms']:.0f} ms)"
         )
     for model in ("tflite", "graphdef"):
         raw = results["raw"][model]
@@ -220,6 +264,14 @@ def draw_chart(results: dict, path: Path) -> None:
                 [r["throughput_rps"] for r in rows],
                 marker="o",
                 label=f"service, {image} JPEG",
+            )
+        if model == "graphdef":
+            axis.plot(
+                CONCURRENCIES,
+                [r["throughput_rps"] for r in results["batching"]["rows"]],
+                marker="s",
+                linestyle="-.",
+                label="service, 224px, dynamic batching",
             )
         axis.axhline(
             results["raw"][model]["throughput_ips"],

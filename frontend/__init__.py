@@ -20,6 +20,8 @@ def _error_response(error: ServiceError) -> tuple[Response, int]:
     retry_after = getattr(error, "retry_after_seconds", None)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="mobilenet-service"'
     return response, error.status
 
 

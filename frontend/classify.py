@@ -67,7 +67,8 @@ def classify_image(
         if normalization.mode == "model_default"
         else normalization,
     )
-    rows, _ = transport.exchange(Request(header, model.blob, pixels.tobytes()))
+    request = Request(header, model.blob, pixels.tobytes())
+    rows, _ = transport.exchange(request, batchable=model.takes_batches)
     probabilities = rows[0]
     answered = time.perf_counter()
     labels = align_labels(list(model.label_lines), len(probabilities))

@@ -77,3 +77,15 @@ class Overloaded(ServiceError):
     code = "overloaded"
     status = 503
     retry_after_seconds = 1
+
+
+class Unauthorized(BadRequest):
+    code = "unauthorized"
+    status = 401
+
+
+class SandboxUnavailable(ServiceError):
+    """Only the default model runs without the sandbox (ALLOW_UNSANDBOXED_MODELS overrides)."""
+
+    code = "sandbox_unavailable"
+    status = 403

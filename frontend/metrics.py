@@ -29,6 +29,11 @@ MODEL_CACHE = Counter(
     "Frames that named a model a worker held (hit) or had to carry its bytes (miss)",
     ["result"],
 )
+BATCH_SIZE = Histogram(
+    "mobilenet_batch_size",
+    "Images per frame sent by dynamic batching (BATCH_MAX_SIZE > 1)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
 QUEUE_DEPTH = Gauge(
     "mobilenet_queue_depth", "Requests waiting for a model worker", multiprocess_mode="livesum"
 )

@@ -28,6 +28,11 @@ class ModelSource:
     normalization: Normalization = field(default_factory=Normalization)
     manifest: dict[str, Any] | None = None
 
+    @property
+    def takes_batches(self) -> bool:
+        """Known for registered models only: their manifest says `batch: null`."""
+        return self.manifest is not None and self.manifest["input"].get("batch", 1) is None
+
     @cached_property
     def sha256(self) -> str:
         return self.manifest["id"] if self.manifest else hashlib.sha256(self.blob).hexdigest()

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +61,19 @@ class WorkerPool:
         self._closed = False
         self._warm_request: Request | None = None  # run on every replacement before it serves
         self._watcher: threading.Thread | None = None
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-spawner")
         self.restarts = 0
+        self.sandboxed = settings.launch.sandbox is not None
 
     # --- spawn, reap, replace --------------------------------------------------------------
+
+    def _spawn(self) -> WarmWorker:
+        # Always from the one spawner thread: the sandbox kills a worker when the thread that
+        # started it ends (bwrap's --die-with-parent is PR_SET_PDEATHSIG, which is per
+        # thread), and the warm-up thread, for one, ends.
+        return self._spawner.submit(
+            WarmWorker, self.settings.launch, self.settings.cache_mb
+        ).result()
 
     def _acquire(self, sha256: str) -> WarmWorker:
         started = time.monotonic()
@@ -97,7 +108,7 @@ class WorkerPool:
                 QUEUE_DEPTH.dec()
         self._start_watcher()
         try:
-            return WarmWorker(self.settings.launch, self.settings.cache_mb)
+            return self._spawn()
         except OSError as exc:
             with self._changed:
                 self._count -= 1
@@ -159,7 +170,7 @@ class WorkerPool:
                     return
                 self._count += 1
             try:
-                worker = WarmWorker(self.settings.launch, self.settings.cache_mb)
+                worker = self._spawn()
             except OSError:
                 with self._changed:
                     self._count -= 1
@@ -171,7 +182,7 @@ class WorkerPool:
 
     # --- requests --------------------------------------------------------------------------
 
-    def exchange(self, request: Request) -> Answer:
+    def exchange(self, request: Request, batchable: bool = False) -> Answer:
         sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
         for attempt in (1, 2):
             worker = self._acquire(sha256)

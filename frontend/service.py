@@ -14,7 +14,12 @@ from typing import Any
 from flask import Flask, current_app
 
 from frontend.classify import Classification, classify_image
-from frontend.errors import DefaultModelMissing, ModelIsDefault, ModelNotFound
+from frontend.errors import (
+    DefaultModelMissing,
+    ModelIsDefault,
+    ModelNotFound,
+    SandboxUnavailable,
+)
 from frontend.models import ModelSource, default_files, from_stored
 from frontend.registry import describe_request, register
 from frontend.store import ModelStore, StoredModel
@@ -52,7 +57,8 @@ class Service:
             blob = model_path.read_bytes()
             stored = self.store.get(hashlib.sha256(blob).hexdigest())
             if stored is None:
-                stored, _ = self.register(blob, labels_path.read_bytes(), name=model_path.name)
+                # Ours, not an upload: registered without the sandbox check.
+                stored, _ = self._register(blob, labels_path.read_bytes(), name=model_path.name)
             self._default = stored
             return stored
 
@@ -62,7 +68,22 @@ class Service:
         except DefaultModelMissing:
             return False
 
+    def _require_sandbox(self, model_id: str | None) -> None:
+        """Models other than the default are untrusted: they run only inside the sandbox."""
+        if self.transport.sandboxed or self.config["ALLOW_UNSANDBOXED_MODELS"]:
+            return
+        if model_id is not None and self.is_default(model_id):
+            return
+        raise SandboxUnavailable(
+            "this server runs only its default model: workers have no sandbox "
+            "(install bubblewrap, or set ALLOW_UNSANDBOXED_MODELS=1 to accept the risk)"
+        )
+
     def register(self, blob: bytes, labels: bytes, **options: Any) -> tuple[StoredModel, bool]:
+        self._require_sandbox(hashlib.sha256(blob).hexdigest())
+        return self._register(blob, labels, **options)
+
+    def _register(self, blob: bytes, labels: bytes, **options: Any) -> tuple[StoredModel, bool]:
         return register(
             self.store,
             self.transport,
@@ -104,23 +125,24 @@ class Service:
         """What to run: an upload (with the stored manifest when the bytes are known, but always
         the uploaded labels), a stored model by id, or the default."""
         if upload is not None:
+            self._require_sandbox(upload.sha256)
             known = self.store.get(upload.sha256)
             if known is None:
                 return upload
             return replace(self._source(known, "registered"), label_lines=upload.label_lines)
         if model_id:
+            self._require_sandbox(model_id)
             return self._source(self.stored(model_id), "registered")
         return self._source(self.default_model(), "default")
 
     def warm_up(self) -> None:
         """Start the pool's workers and load the default model into each, in the background."""
-        preload = getattr(self.transport, "preload", None)
-        if preload is None:
-            return
 
         def run() -> None:
             try:
-                preload(describe_request(self._source(self.default_model(), "default")))
+                self.transport.preload(
+                    describe_request(self._source(self.default_model(), "default"))
+                )
             except ServiceError as exc:
                 current_logger.warning("warm-up failed: %s: %s", exc.code, exc.message)
 

@@ -82,6 +82,12 @@ class InputShapeMismatch(ModelError):
     code = "model_input_mismatch"
 
 
+class OpNotAllowed(ModelError):
+    """The model uses an operation outside the allowlist (file, I/O, loop, custom ops...)."""
+
+    code = "model_op_not_allowed"
+
+
 class ModelFailed(ModelError):
     """Loading succeeded but running the model raised (for example a custom op)."""
 

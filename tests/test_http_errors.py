@@ -46,8 +46,8 @@ CASES = {
             "label_file": ("l.txt", IMAGENET_LABELS.read_bytes()),
         },
         422,
-        "model_invalid",
-        "custom op",
+        "model_op_not_allowed",
+        "fake-op-double",
     ),
     "labels with wrong count": (
         {

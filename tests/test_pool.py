@@ -17,7 +17,8 @@ CAT = (IMAGES / "cat.jpg").read_bytes()
 
 
 def model_workers(server: Server) -> list[int]:
-    """PIDs of the serve-mode worker processes under this server."""
+    """PIDs of the serve-mode worker processes under this server (not the bwrap processes
+    around them)."""
     ps = subprocess.run(
         ["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True
     )
@@ -31,7 +32,11 @@ def model_workers(server: Server) -> list[int]:
             pid = parents.get(pid, 1)
         return False
 
-    return [int(pid) for pid, _, args in rows if "--serve" in args and under_server(int(pid))]
+    return [
+        int(pid)
+        for pid, _, args in rows
+        if "--serve" in args and not args.split()[0].endswith("bwrap") and under_server(int(pid))
+    ]
 
 
 def wait_for(condition, seconds: float = 60) -> None:

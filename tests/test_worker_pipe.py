@@ -67,8 +67,8 @@ def test_custom_op_model_is_a_json_error() -> None:
     result = pipe(str(BROKEN_MODEL), str(IMAGES / "cat.jpg"))
     assert result.returncode == 3
     error = json.loads(result.stdout)["error"]
-    assert error["code"] == "model_invalid"
-    assert "custom op" in error["message"]
+    assert error["code"] == "model_op_not_allowed"
+    assert "fake-op-double" in error["message"]
 
 
 @pytest.mark.parametrize(

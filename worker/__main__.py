@@ -8,6 +8,7 @@ import os
 import sys
 
 from worker.limits import Limits
+from worker.runtimes import RuntimeOptions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -15,6 +16,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     parser.add_argument("--cpu-seconds", type=int, default=Limits.cpu_seconds)
+    parser.add_argument(
+        "--allow-any-op",
+        action="store_true",
+        help="do not refuse operations outside the allowlist (trusted models only)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=("bwrap", "none"),
+        default="bwrap",
+        help="--listen: run each frame's worker inside bubblewrap (default) or not",
+    )
     parser.add_argument("--listen", metavar="HOST:PORT", help="serve frames over TCP instead")
     parser.add_argument(
         "--serve",
@@ -44,20 +56,35 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
     if args.listen:
         from worker.launcher import LaunchSettings
+        from worker.sandbox import Sandbox, find_bwrap
         from worker.tcp import serve
 
         host, _, port = args.listen.rpartition(":")
-        settings = LaunchSettings(timeout_seconds=args.timeout, threads=args.threads, limits=limits)
+        sandbox = None
+        if args.sandbox == "bwrap":
+            bwrap = find_bwrap()
+            if bwrap is None:
+                print("bwrap is not installed: install bubblewrap or pass --sandbox none")
+                return 1
+            sandbox = Sandbox(bwrap)
+        settings = LaunchSettings(
+            timeout_seconds=args.timeout,
+            threads=args.threads,
+            limits=limits,
+            sandbox=sandbox,
+            check_ops=not args.allow_any_op,
+        )
         serve(host or "0.0.0.0", int(port), settings, args.concurrency)
         return 0
     limits.apply(long_lived=args.serve)
+    options = RuntimeOptions(threads=args.threads, check_ops=not args.allow_any_op)
     if args.serve:
         from worker.serve import main as serve_stream
 
-        return serve_stream(args.threads, args.cache_mb, limits)
+        return serve_stream(options, args.cache_mb, limits)
     from worker.oneshot import main as oneshot
 
-    return oneshot(args.threads)
+    return oneshot(options)
 
 
 if __name__ == "__main__":

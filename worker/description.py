@@ -24,6 +24,7 @@ def describe(model: LoadedModel, requested: Normalization, classes: int) -> dict
             "width": width,
             "dtype": model.input_dtype,
             "quantization": list(model.input_quantization) if model.input_quantization else None,
+            "batch": None if model.takes_batches else 1,
         },
         "output": {
             "name": model.output_name,

@@ -11,7 +11,7 @@ import numpy as np
 from protocol import ModelUnknown, Request
 from worker.cache import ModelCache
 from worker.description import PROBE_SIZE, describe
-from worker.runtimes import LoadedModel, check_input_size, load_model
+from worker.runtimes import LoadedModel, RuntimeOptions, check_input_size, load_model
 
 
 def _fits(model: LoadedModel, request: Request) -> bool:
@@ -23,7 +23,7 @@ def _fits(model: LoadedModel, request: Request) -> bool:
     )
 
 
-def _model_for(request: Request, threads: int, cache: ModelCache | None) -> LoadedModel:
+def _model_for(request: Request, options: RuntimeOptions, cache: ModelCache | None) -> LoadedModel:
     header = request.header
     by_reference = header.model_length == 0 and header.model_sha256 is not None
     sha256 = header.model_sha256 or (
@@ -35,7 +35,7 @@ def _model_for(request: Request, threads: int, cache: ModelCache | None) -> Load
     if by_reference:
         raise ModelUnknown(f"this worker does not hold model {sha256} with those tensors")
     model = load_model(
-        request.model, header.model_format, header.input_tensor, header.output_tensor, threads
+        request.model, header.model_format, header.input_tensor, header.output_tensor, options
     )
     if cache is not None:
         cache.put(sha256, model, len(request.model))
@@ -43,11 +43,11 @@ def _model_for(request: Request, threads: int, cache: ModelCache | None) -> Load
 
 
 def execute(
-    request: Request, threads: int, cache: ModelCache | None = None
+    request: Request, options: RuntimeOptions, cache: ModelCache | None = None
 ) -> tuple[list[list[float]], dict[str, Any] | None]:
     """Probability rows, one per image, and the model's description when the frame asked."""
     header = request.header
-    model = _model_for(request, threads, cache)
+    model = _model_for(request, options, cache)
     if header.image_count == 0:  # a describe request: probe with uniform grey at the model's size
         height, width = model.input_size or PROBE_SIZE
         pixels = np.full((1, height, width, 3), 128, dtype=np.uint8)

@@ -24,6 +24,7 @@ from protocol import (
 )
 from protocol.answer import MAX_ANSWER_BYTES
 from worker.limits import Limits
+from worker.sandbox import Sandbox, sandbox_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +34,12 @@ class LaunchSettings:
     timeout_seconds: float = 60.0
     threads: int = 1
     limits: Limits = field(default_factory=Limits)
+    sandbox: Sandbox | None = None  # None: the worker runs with its rlimits only
+    check_ops: bool = True  # the operation allowlist (worker/allowlist.py)
 
-    def command(self) -> list[str]:
-        return [
+    def command(self, *extra: str) -> list[str]:
+        """The worker's command line, inside the sandbox when there is one."""
+        command = [
             sys.executable,
             "-m",
             "worker",
@@ -45,7 +49,12 @@ class LaunchSettings:
             str(self.limits.memory_mb),
             "--cpu-seconds",
             str(self.limits.cpu_seconds),
+            *([] if self.check_ops else ["--allow-any-op"]),
+            *extra,
         ]
+        if self.sandbox is None:
+            return command
+        return self.sandbox.wrap(command, sandbox_environment())
 
 
 def _clean_environment(workdir: str) -> dict[str, str]:
@@ -72,7 +81,7 @@ def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=workdir,
-            env=_clean_environment(workdir),
+            env=_clean_environment(workdir),  # bwrap's own; the sandbox sets the worker's
             start_new_session=True,  # its own process group, so a timeout kills every child
         )
         try:
@@ -102,7 +111,7 @@ class WarmWorker:
         self.settings = settings
         self._workdir = tempfile.TemporaryDirectory(prefix="mobilenet-worker-")
         self.process = subprocess.Popen(
-            [*settings.command(), "--serve", "--cache-mb", str(cache_mb)],
+            settings.command("--serve", "--cache-mb", str(cache_mb)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

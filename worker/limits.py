@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import resource
+import signal
+import tempfile
 from dataclasses import dataclass
 
 
@@ -11,7 +14,8 @@ from dataclasses import dataclass
 class Limits:
     memory_mb: int = 4096  # address space; TensorFlow maps far more than it touches
     cpu_seconds: int = 120  # per frame
-    max_files: int = 256
+    max_files: int = 64  # open file descriptors
+    max_file_bytes: int = 0  # no file may be written (SavedModels unpack into memory)
 
     def apply(self, long_lived: bool = False) -> None:
         """A one-shot worker gets a hard CPU limit for its life; a long-lived one gets a soft
@@ -23,6 +27,12 @@ class Limits:
         resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
+        # A write past the limit then fails with EFBIG (a model error) instead of killing us.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        # Python probes its temporary folder by writing a file, which that limit forbids;
+        # TensorFlow's import asks for the folder, so name it instead of letting Python probe.
+        tempfile.tempdir = os.environ.get("TMPDIR") or tempfile.tempdir or "/tmp"
 
     def renew_cpu_budget(self) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)

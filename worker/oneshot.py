@@ -14,14 +14,15 @@ from protocol import (
 )
 from worker.execute import execute
 from worker.framing import read_request
+from worker.runtimes import RuntimeOptions
 
 
-def answer(stdin: BinaryIO, threads: int) -> tuple[bytes, int]:
+def answer(stdin: BinaryIO, options: RuntimeOptions) -> tuple[bytes, int]:
     """The answer bytes and the exit code for the frame on `stdin`."""
     try:
         request = read_request(stdin.read)
         assert request is not None
-        rows, description = execute(request, threads)
+        rows, description = execute(request, options)
     except ServiceError as exc:
         return encode_error(exc), exc.exit_code
     except MemoryError:
@@ -33,8 +34,8 @@ def answer(stdin: BinaryIO, threads: int) -> tuple[bytes, int]:
     return encode_probabilities(result), 0
 
 
-def main(threads: int) -> int:
-    data, code = answer(sys.stdin.buffer, threads)
+def main(options: RuntimeOptions) -> int:
+    data, code = answer(sys.stdin.buffer, options)
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
     return code

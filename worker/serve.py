@@ -13,12 +13,13 @@ from worker.cache import ModelCache
 from worker.execute import execute
 from worker.framing import read_request
 from worker.limits import Limits
+from worker.runtimes import RuntimeOptions
 
 
 def serve(
     stdin: BinaryIO,
     stdout: BinaryIO,
-    threads: int,
+    options: RuntimeOptions,
     cache_bytes: int,
     limits: Limits | None = None,
 ) -> int:
@@ -39,7 +40,7 @@ def serve(
         if limits is not None:
             limits.renew_cpu_budget()
         try:
-            rows, description = execute(request, threads, cache)
+            rows, description = execute(request, options, cache)
         except ServiceError as exc:
             send(encode_stream_answer(error=exc))
             continue
@@ -50,5 +51,5 @@ def serve(
         send(encode_stream_answer(rows, description))
 
 
-def main(threads: int, cache_mb: int, limits: Limits) -> int:
-    return serve(sys.stdin.buffer, sys.stdout.buffer, threads, cache_mb * 1024 * 1024, limits)
+def main(options: RuntimeOptions, cache_mb: int, limits: Limits) -> int:
+    return serve(sys.stdin.buffer, sys.stdout.buffer, options, cache_mb * 1024 * 1024, limits)

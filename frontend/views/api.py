@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from frontend import forms
+from frontend import auth, forms
 from frontend.service import get_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 @bp.post("/classify")
+@auth.api
 def classify() -> Response:
     service = get_service()
     result = service.classify(

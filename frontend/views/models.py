@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from frontend import forms
+from frontend import auth, forms
 from frontend.errors import MissingField
 from frontend.service import get_service
 from frontend.store import StoredModel
@@ -20,6 +20,7 @@ def _public(stored: StoredModel) -> dict[str, Any]:
 
 
 @bp.post("")
+@auth.admin
 def register() -> tuple[Response, int]:
     model, labels = request.files.get("model"), request.files.get("labels")
     if model is None or labels is None:
@@ -37,6 +38,7 @@ def register() -> tuple[Response, int]:
 
 
 @bp.get("")
+@auth.api
 def list_models() -> Response:
     service = get_service()
     service.default_model()  # so the default is listed even before its first use
@@ -44,17 +46,20 @@ def list_models() -> Response:
 
 
 @bp.get("/<model_id>")
+@auth.api
 def describe(model_id: str) -> Response:
     return jsonify(_public(get_service().stored(model_id)))
 
 
 @bp.delete("/<model_id>")
+@auth.admin
 def delete(model_id: str) -> Response:
     get_service().delete(model_id)
     return jsonify({"deleted": model_id})
 
 
 @bp.post("/<model_id>/classify")
+@auth.api
 def classify(model_id: str) -> Response:
     service = get_service()
     result = service.classify(

@@ -7,7 +7,7 @@ from contextlib import suppress
 from flask import Blueprint, Response, render_template, request
 from markupsafe import Markup, escape
 
-from frontend import forms
+from frontend import auth, forms
 from frontend.service import get_service
 from protocol import ServiceError
 
@@ -29,6 +29,7 @@ def index() -> str:
 
 
 @bp.post("/infer")
+@auth.api
 def infer() -> Response | tuple[str, int] | str:
     """The seed's answer sentence; the page's no-JavaScript form (view=page) gets the page."""
     service = get_service()

@@ -3,12 +3,14 @@ serves TFLite never pays for importing TensorFlow."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from protocol import InputShapeMismatch, InvalidModel, Normalization
 from protocol.formats import detect_format
+from worker.allowlist import check_tflite
 
 
 class LoadedModel(Protocol):
@@ -16,6 +18,7 @@ class LoadedModel(Protocol):
     input_name: str
     output_name: str
     input_size: tuple[int, int] | None  # height, width; None when the model takes any size
+    takes_batches: bool  # one run classifies many images (an unknown batch dimension)
     input_dtype: str  # numpy name: "uint8", "float32", ...
     input_quantization: tuple[float, int] | None  # scale, zero point of a quantized input
     output_is_logits: bool | None  # known after the first classify()
@@ -26,27 +29,36 @@ class LoadedModel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RuntimeOptions:
+    threads: int = 1  # inference threads
+    check_ops: bool = True  # refuse operations outside worker/allowlist.py before loading
+
+
 def load_model(
     model: bytes,
     model_format: str | None,
     input_tensor: str | None,
     output_tensor: str | None,
-    threads: int,
+    options: RuntimeOptions,
 ) -> LoadedModel:
     if not model:
         raise InvalidModel("the model is empty (0 bytes)")
     model_format = model_format or detect_format(model)
+    threads, check_ops = options.threads, options.check_ops
     if model_format == "tflite":
         from worker.runtimes.tflite import TfliteModel
 
+        if check_ops:
+            check_tflite(model)
         return TfliteModel(model, input_tensor, output_tensor, threads)
     if model_format == "savedmodel":
         from worker.runtimes.savedmodel import SavedModel
 
-        return SavedModel(model, input_tensor, output_tensor, threads)
+        return SavedModel(model, input_tensor, output_tensor, threads, check_ops)
     from worker.runtimes.graphdef import GraphDefModel
 
-    return GraphDefModel(model, input_tensor, output_tensor, threads)
+    return GraphDefModel(model, input_tensor, output_tensor, threads, check_ops)
 
 
 def check_input_size(model: LoadedModel, height: int, width: int) -> None:

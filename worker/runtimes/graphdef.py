@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
+from worker.allowlist import check_graph
 from worker.inputs import to_input, to_probabilities
 
 _NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2"}
@@ -50,7 +51,12 @@ class GraphDefModel:
     format = "graphdef"
 
     def __init__(
-        self, model: bytes, input_tensor: str | None, output_tensor: str | None, threads: int
+        self,
+        model: bytes,
+        input_tensor: str | None,
+        output_tensor: str | None,
+        threads: int,
+        check_ops: bool = True,
     ) -> None:
         import tensorflow as tf
 
@@ -62,6 +68,8 @@ class GraphDefModel:
             raise InvalidModel(f"not a TensorFlow GraphDef or TFLite model: {exc}") from None
         if not graph_def.node:
             raise InvalidModel("not a TensorFlow GraphDef or TFLite model: the graph has no nodes")
+        if check_ops:
+            check_graph(graph_def)
         placeholder = find_input(graph_def, input_tensor)
         self.input_name = placeholder.name
         self.output_name = find_output(graph_def, output_tensor)
@@ -69,6 +77,7 @@ class GraphDefModel:
         if len(dims) == 4 and dims[3] not in (3, -1):
             raise InvalidModel(f"input {placeholder.name!r} has shape {dims}, not [n,h,w,3]")
         self._fixed_batch = len(dims) == 4 and dims[0] == 1
+        self.takes_batches = not self._fixed_batch
         self.input_size = (dims[1], dims[2]) if len(dims) == 4 and min(dims[1:3]) > 0 else None
         self._dtype = tf.dtypes.as_dtype(placeholder.attr["dtype"].type).as_numpy_dtype
         self.input_dtype = np.dtype(self._dtype).name

@@ -1,18 +1,20 @@
 """TensorFlow SavedModels uploaded as .zip or .tar.gz, run through their `serving_default`
-signature. The archive is unpacked inside the worker's own temporary working directory, with
-every member checked: no absolute paths, no `..`, no links, a bounded total size."""
+signature. The archive is read in memory with every member checked (no absolute paths, no `..`,
+no links, a bounded total size) and written to TensorFlow's in-memory filesystem (`ram://`), so
+the worker writes no file at all (its file-size limit is 0)."""
 
 from __future__ import annotations
 
 import io
 import tarfile
-import tempfile
+import uuid
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import numpy as np
 
 from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
+from worker.allowlist import SAVEDMODEL_OPS, check_graph
 from worker.inputs import to_input, to_probabilities
 
 MAX_UNPACKED_BYTES = 1 << 30
@@ -26,57 +28,100 @@ def _safe_name(name: str) -> PurePosixPath:
     return path
 
 
-def unpack(archive: bytes, target: Path) -> Path:
-    """Unpack a zip or tar.gz; returns the folder holding saved_model.pb."""
-    total = 0
-    if archive[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
-                for info in zipped.infolist():
-                    _safe_name(info.filename)
-                    total += info.file_size
-                    if total > MAX_UNPACKED_BYTES:
-                        raise InvalidModel("the archive unpacks to more than 1 GiB")
-                zipped.extractall(target)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise InvalidModel(f"not a readable .zip archive: {exc}") from None
-    else:
-        try:
-            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tarred:
-                for member in tarred.getmembers():
-                    _safe_name(member.name)
-                    if not (member.isfile() or member.isdir()):
-                        raise InvalidModel(f"the archive member {member.name!r} is not a file")
-                    total += member.size
-                    if total > MAX_UNPACKED_BYTES:
-                        raise InvalidModel("the archive unpacks to more than 1 GiB")
-                tarred.extractall(target, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise InvalidModel(f"not a readable .tar.gz archive: {exc}") from None
-    found = sorted(target.rglob("saved_model.pb"), key=lambda p: len(p.parts))
+def _zip_members(archive: bytes) -> dict[PurePosixPath, bytes]:
+    members, total = {}, 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+            for info in zipped.infolist():
+                name = _safe_name(info.filename)
+                total += info.file_size
+                if total > MAX_UNPACKED_BYTES:
+                    raise InvalidModel("the archive unpacks to more than 1 GiB")
+                if not info.is_dir():
+                    members[name] = zipped.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InvalidModel(f"not a readable .zip archive: {exc}") from None
+    return members
+
+
+def _tar_members(archive: bytes) -> dict[PurePosixPath, bytes]:
+    members, total = {}, 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tarred:
+            for member in tarred.getmembers():
+                name = _safe_name(member.name)
+                if not (member.isfile() or member.isdir()):
+                    raise InvalidModel(f"the archive member {member.name!r} is not a file")
+                total += member.size
+                if total > MAX_UNPACKED_BYTES:
+                    raise InvalidModel("the archive unpacks to more than 1 GiB")
+                if member.isfile():
+                    members[name] = tarred.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidModel(f"not a readable .tar.gz archive: {exc}") from None
+    return members
+
+
+def unpack(archive: bytes) -> tuple[dict[PurePosixPath, bytes], PurePosixPath]:
+    """The archive's files (checked) and the folder among them that holds saved_model.pb."""
+    members = _zip_members(archive) if archive[:4] == b"PK\x03\x04" else _tar_members(archive)
+    found = sorted(
+        (name for name in members if name.name == "saved_model.pb"), key=lambda p: len(p.parts)
+    )
     if not found:
         raise InvalidModel("the archive holds no saved_model.pb")
-    return found[0].parent
+    return members, found[0].parent
+
+
+def check_saved_model(saved_model_pb: bytes) -> None:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(saved_model_pb)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise InvalidModel(f"saved_model.pb does not parse: {exc}") from None
+    for meta_graph in saved.meta_graphs:
+        check_graph(meta_graph.graph_def, SAVEDMODEL_OPS)
+
+
+def _to_memory(tf, members: dict[PurePosixPath, bytes]) -> str:
+    """Write the files under a fresh ram:// folder; returns that folder."""
+    root = f"ram://savedmodel-{uuid.uuid4().hex}"
+    for name, data in members.items():
+        path = f"{root}/{name}"
+        tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+        with tf.io.gfile.GFile(path, "wb") as handle:
+            handle.write(data)
+    return root
 
 
 class SavedModel:
     format = "savedmodel"
 
     def __init__(
-        self, model: bytes, input_tensor: str | None, output_tensor: str | None, threads: int
+        self,
+        model: bytes,
+        input_tensor: str | None,
+        output_tensor: str | None,
+        threads: int,
+        check_ops: bool = True,
     ) -> None:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self._tf = tf
-        # Under TMPDIR, which the launcher points at the worker's own temporary folder.
-        self._unpacked = tempfile.TemporaryDirectory(prefix="savedmodel-")
-        folder = unpack(model, Path(self._unpacked.name))
+        members, folder = unpack(model)
+        if check_ops:
+            check_saved_model(members[folder / "saved_model.pb"])
+        root = _to_memory(tf, members)
         try:
-            loaded = tf.saved_model.load(str(folder))
+            loaded = tf.saved_model.load(f"{root}/{folder}" if folder.parts else root)
         except Exception as exc:  # TensorFlow raises many types for a broken SavedModel
             raise InvalidModel(f"the SavedModel does not load: {exc}") from None
+        finally:
+            tf.io.gfile.rmtree(root)  # the variables are restored into memory by now
         signatures = getattr(loaded, "signatures", {})
         if SIGNATURE not in signatures:
             raise TensorNotFound(
@@ -97,6 +142,7 @@ class SavedModel:
         self.input_quantization = None
         self.output_name = self._pick(self._function.structured_outputs, output_tensor, "output")
         self._fixed_batch = dims[0] == 1
+        self.takes_batches = not self._fixed_batch
         self.output_is_logits: bool | None = None
 
     @staticmethod

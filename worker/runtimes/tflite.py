@@ -23,6 +23,7 @@ def _pick(details: list[dict], wanted: str | None, role: str) -> dict:
 
 class TfliteModel:
     format = "tflite"
+    takes_batches = False  # its tensors are allocated for one image; several run one by one
 
     def __init__(
         self, model: bytes, input_tensor: str | None, output_tensor: str | None, threads: int

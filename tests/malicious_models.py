@@ -1,0 +1,188 @@
+"""Builds the malicious-model corpus the sandbox tests run: GraphDefs that read a planted secret,
+write a file, loop forever, allocate without bound, and use the ops of published model attacks;
+and a TFLite model with a custom operator. Each graph looks like a classifier (an image
+placeholder in, a [1, n] tensor out) so that only the checks and the sandbox stand in the way.
+
+    python tests/malicious_models.py OUT_DIR SECRET_FILE WRITE_TARGET
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+def _image() -> tf.Tensor:
+    return tf1.placeholder(tf.float32, [None, 224, 224, 3], name="input")
+
+
+def _classifier_output(image: tf.Tensor, extra: tf.Tensor | None = None, deps=()) -> tf.Tensor:
+    """A [1, 4] softmax over the image's mean (plus `extra`, flattened and summed in)."""
+    logits = tf.reshape(tf.reduce_mean(image), [1, 1]) * tf.ones([1, 4])
+    if extra is not None:
+        logits = logits + tf.reshape(extra, [1, -1])[:, :4]
+    with tf.control_dependencies(list(deps)):
+        return tf.nn.softmax(logits, name="output")
+
+
+def _graph(build) -> bytes:
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+    return graph.as_graph_def().SerializeToString()
+
+
+def read_secret(secret: str) -> bytes:
+    """Returns the secret file's bytes as the model's output values."""
+
+    def build() -> None:
+        image = _image()
+        raw = tf.io.decode_raw(tf.io.read_file(secret), tf.uint8)
+        values = tf.cast(raw, tf.float32)
+        logits = tf.reshape(tf.reduce_mean(image), [1, 1]) * 0 + tf.reshape(values, [1, -1])
+        tf.identity(logits, name="output")
+
+    return _graph(build)
+
+
+def write_file(target: str) -> bytes:
+    def build() -> None:
+        image = _image()
+        written = tf.io.write_file(target, "written by a model")
+        _classifier_output(image, deps=[written])
+
+    return _graph(build)
+
+
+def endless_loop() -> bytes:
+    def build() -> None:
+        image = _image()
+        count = tf.while_loop(lambda i: i >= 0, lambda i: i + 1, [tf.constant(0)])
+        _classifier_output(image, tf.cast(tf.reshape(count, [1, 1]), tf.float32) * tf.ones([1, 4]))
+
+    return _graph(build)
+
+
+def huge_fill() -> bytes:
+    """Fill is an allowed op; its shape asks for 4 TB. The memory limit contains it."""
+
+    def build() -> None:
+        image = _image()
+        huge = tf.fill(tf.constant([1_000_000, 1_000_000, 1], tf.int64), 1.0)
+        _classifier_output(image, tf.reduce_sum(huge, axis=[0, 2])[:4])
+
+    return _graph(build)
+
+
+def immutable_const(secret: str) -> bytes:
+    """ImmutableConst maps a local file into a tensor (a published model-attack primitive)."""
+
+    def build() -> None:
+        image = _image()
+        mapped = tf.raw_ops.ImmutableConst(dtype=tf.uint8, shape=[8], memory_region_name=secret)
+        _classifier_output(image, tf.cast(mapped, tf.float32))
+
+    return _graph(build)
+
+
+def matching_files() -> bytes:
+    def build() -> None:
+        image = _image()
+        found = tf.io.matching_files("/*")
+        _classifier_output(image, deps=[found])
+
+    return _graph(build)
+
+
+def print_v2(secret: str) -> bytes:
+    def build() -> None:
+        image = _image()
+        printed = tf.raw_ops.PrintV2(input=tf.constant(secret), output_stream="stderr")
+        _classifier_output(image, deps=[printed])
+
+    return _graph(build)
+
+
+def csv_dataset(secret: str) -> bytes:
+    def build() -> None:
+        image = _image()
+        dataset = tf.raw_ops.CSVDataset(
+            filenames=[secret],
+            compression_type="",
+            buffer_size=tf.constant(1024, tf.int64),
+            header=False,
+            field_delim=",",
+            use_quote_delim=True,
+            na_value="",
+            select_cols=tf.constant([], tf.int64),
+            record_defaults=[tf.constant([""])],
+            output_shapes=[[]],
+        )
+        _classifier_output(image, deps=[dataset])
+
+    return _graph(build)
+
+
+def fixed_length_records(secret: str) -> bytes:
+    def build() -> None:
+        image = _image()
+        dataset = tf.raw_ops.FixedLengthRecordDataset(
+            filenames=[secret],
+            header_bytes=tf.constant(0, tf.int64),
+            record_bytes=tf.constant(1, tf.int64),
+            footer_bytes=tf.constant(0, tf.int64),
+            buffer_size=tf.constant(1, tf.int64),
+        )
+        _classifier_output(image, deps=[dataset])
+
+    return _graph(build)
+
+
+def debug_identity() -> bytes:
+    def build() -> None:
+        image = _image()
+        watched = tf.raw_ops.DebugIdentity(input=image, debug_urls=["file:///tmp/tfdbg"])
+        _classifier_output(watched)
+
+    return _graph(build)
+
+
+def tflite_custom_op(model: bytes) -> bytes:
+    """A real TFLite model with its first operator code turned into a custom one."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    parsed = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    code = parsed.operatorCodes[0]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "EvilCustomOp"
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def main(out: Path, secret: str, write_target: str, tflite_model: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = {
+        "read_secret.pb": read_secret(secret),
+        "write_file.pb": write_file(write_target),
+        "endless_loop.pb": endless_loop(),
+        "huge_fill.pb": huge_fill(),
+        "immutable_const.pb": immutable_const(secret),
+        "matching_files.pb": matching_files(),
+        "print_v2.pb": print_v2(secret),
+        "csv_dataset.pb": csv_dataset(secret),
+        "fixed_length_records.pb": fixed_length_records(secret),
+        "debug_identity.pb": debug_identity(),
+        "custom_op.tflite": tflite_custom_op(tflite_model.read_bytes()),
+    }
+    for name, blob in corpus.items():
+        (out / name).write_bytes(blob)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]))

@@ -1,0 +1,96 @@
+"""The sandbox around worker processes: bubblewrap (`bwrap`, the Debian package `bubblewrap`,
+the sandbox Flatpak uses), wrapped around long-lived workers rather than each request.
+
+Inside it a worker has: new network, IPC, PID, UTS and cgroup namespaces (no network at all);
+no capabilities; a read-only view of the Python installation, the virtualenv and the `worker` and
+`protocol` packages only (no project files, no model store, no /home, /root, /etc or /tmp of
+the host); an empty private /tmp as its working directory; a minimal /dev and its own /proc; a
+clean environment; its own session (no terminal injection); and it dies with its parent. The
+worker then applies its rlimits (address space, CPU time, no core files, file size 0, few file
+descriptors) to itself before reading a model."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+APP = "/app"  # where the worker's packages appear inside
+PACKAGES = ("worker", "protocol")
+
+
+def find_bwrap(command: str = "bwrap") -> str | None:
+    """The bwrap executable, or None when it is not installed."""
+    return shutil.which(command)
+
+
+def _python_roots() -> list[str]:
+    """Folders the interpreter needs: its installation and the virtualenv, outside /usr."""
+    roots = {
+        sys.prefix,
+        sys.base_prefix,
+        str(Path(sys.executable).resolve().parent.parent),
+    }
+    return sorted(r for r in roots if not r.startswith("/usr/") and r != "/usr")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    bwrap: str
+
+    def wrap(self, command: list[str], environment: dict[str, str]) -> list[str]:
+        """`command` run inside the sandbox with exactly `environment`."""
+        args = [
+            self.bwrap,
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--ro-bind-try",
+            "/etc/ld.so.cache",
+            "/etc/ld.so.cache",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--chdir",
+            "/tmp",
+        ]
+        for root in _python_roots():
+            args += ["--ro-bind", root, root]
+        for package in PACKAGES:
+            args += ["--ro-bind", str(PROJECT_ROOT / package), f"{APP}/{package}"]
+        args.append("--clearenv")
+        for name, value in environment.items():
+            args += ["--setenv", name, value]
+        return [*args, "--", *command]
+
+
+def sandbox_environment() -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": APP,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "OMP_NUM_THREADS": "1",
+    }
