@@ -56,6 +56,11 @@ test: dev-venv models debs lint
 	docker-compose -f docker-compose.yml config --quiet
 	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest
 
+# Long fuzzing runs (make test runs a bounded pass): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz: dev-venv
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS)
+
 # Throughput and latency of the service against the raw model and the spawn baseline.
 bench: dev-venv models debs
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt

@@ -7,29 +7,7 @@ from pathlib import Path
 
 from bench.loadgen import multipart_body, run_ab
 from bench.setup import MODELS
-from tools.server import Server, start_gunicorn
-
-
-def tree_rss_mib(root: int) -> float:
-    """Resident memory of `root` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(
-                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-            )
-        except OSError:
-            continue
-        pid, ppid = int(fields["Pid"]), int(fields["PPid"])
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, queue = 0, [root]
-    while queue:
-        pid = queue.pop()
-        total += rss.get(pid, 0)
-        queue.extend(children.get(pid, []))
-    return total / 1024
+from tools.server import Server, start_gunicorn, tree_rss_mib
 
 
 def measure_memory(folder: Path, image: Path, total: int = 5000, window: int = 500) -> dict:

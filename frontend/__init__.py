@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from frontend import metrics, service
 from frontend.config import from_environment
 from frontend.errors import PayloadTooLarge
-from frontend.views import api, health, models, page
+from frontend.views import api, health, models, openapi, page
 from protocol import ServiceError
 
 
@@ -58,4 +58,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     return app

@@ -46,8 +46,10 @@ def expected_rows(model: str) -> list[Expected]:
         ]
 
 
-def start_gunicorn(tmp: Path, env: dict[str, str] | None = None) -> Server:
-    return start_server(tmp, MODELS, env)
+def start_gunicorn(
+    tmp: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
+) -> Server:
+    return start_server(tmp, MODELS, env, wrapper)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ class CountingPool:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
+        self.sandboxed = pool.sandboxed
         self.frames: list[int] = []
         self._lock = threading.Lock()
 

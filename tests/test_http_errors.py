@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import io
+import zlib
 
+import numpy as np
 import pytest
 import requests
 from conftest import BROKEN_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
+from PIL import Image
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 
 
 def classify(base_url: str, **files) -> requests.Response:
     return requests.post(base_url + "/api/v1/classify", files=files, timeout=60)
+
+
+def _png(mode: str, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _huge_png_header() -> bytes:
+    """A 1x1 PNG whose header claims 100000 x 100000 pixels."""
+    data = bytearray(_png("RGB", (1, 1)))
+    data[16:24] = (100_000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
 
 
 CASES = {
@@ -76,6 +93,44 @@ CASES = {
         "label_file",
     ),
     "no image at all": ({"other": ("x", b"1")}, 400, "missing_field", "image"),
+    "corrupt jpeg": (
+        {"image": ("c.jpg", CAT[:600] + bytes(range(256)) * 40)},
+        400,
+        "invalid_image",
+        "decoded",
+    ),
+    "decompression bomb": (
+        {"image": ("bomb.png", _png("L", (12_000, 12_000)))},
+        400,
+        "invalid_image",
+        "limit",
+    ),
+    "huge dimensions in the header": (
+        {"image": ("huge.png", _huge_png_header())},
+        400,
+        "invalid_image",
+        "limit",
+    ),
+    "truncated model": (
+        {
+            "image": CAT,
+            "model_file": ("m.tflite", DEFAULT_MODEL.read_bytes()[:100_000]),
+            "label_file": ("l.txt", IMAGENET_LABELS.read_bytes()),
+        },
+        422,
+        "model_invalid",
+        "",
+    ),
+    "absurdly many labels": (
+        {
+            "image": CAT,
+            "model_file": ("m.tflite", DEFAULT_MODEL.read_bytes()),
+            "label_file": ("l.txt", b"label\n" * 200_001),
+        },
+        422,
+        "invalid_labels",
+        "over 100000",
+    ),
 }
 
 
@@ -133,3 +188,32 @@ def test_request_over_max_content_length_is_413() -> None:
     response = client.post("/api/v1/classify", data={"image": (io.BytesIO(CAT), "c.jpg")})
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+CAT_IMAGE = Image.open(io.BytesIO(CAT)).convert("RGB")
+NOISE = Image.effect_noise(CAT_IMAGE.size, 90).convert("RGB")
+# Unusual but valid images: classified right, from their first frame where animated.
+ODD_IMAGES = {
+    "animated gif": _encoded(CAT_IMAGE, "GIF", save_all=True, append_images=[NOISE], duration=100),
+    "animated webp": _encoded(
+        CAT_IMAGE, "WEBP", save_all=True, append_images=[NOISE], duration=100, quality=95
+    ),
+    "16-bit png": _encoded(
+        Image.fromarray(np.asarray(CAT_IMAGE.convert("L"), dtype=np.uint16) * 257), "PNG"
+    ),
+    "cmyk jpeg": _encoded(CAT_IMAGE.convert("CMYK"), "JPEG", quality=95),
+}
+
+
+@pytest.mark.parametrize("name", ODD_IMAGES)
+def test_unusual_images_are_classified(base_url: str, name: str) -> None:
+    answer = classify(base_url, image=(name, ODD_IMAGES[name]))
+    assert answer.status_code == 200, answer.text
+    top = [p["label"] for p in answer.json()["predictions"][:3]]
+    assert "Egyptian cat" in top or "tabby" in top, (name, top)

@@ -66,6 +66,7 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
         "width": 224,
         "dtype": "uint8",
         "quantization": [0.0078125, 128],
+        "batch": 1,
     }
     assert body["output"]["classes"] == 965 and body["output"]["softmax_applied"] is False
     assert body["normalization"] == {"mode": "raw"}

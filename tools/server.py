@@ -35,6 +35,28 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> N
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of `root` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except OSError:
+            continue
+        pid, ppid = int(fields["Pid"]), int(fields["PPid"])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, queue = 0, [root]
+    while queue:
+        pid = queue.pop()
+        total += rss.get(pid, 0)
+        queue.extend(children.get(pid, []))
+    return total / 1024
+
+
 @dataclass
 class Server:
     url: str
@@ -50,8 +72,11 @@ class Server:
             self.process.wait()
 
 
-def start_gunicorn(tmp: Path, models: Path, env: dict[str, str] | None = None) -> Server:
-    """The real server on a free loopback port, with its own model store under `tmp`."""
+def start_gunicorn(
+    tmp: Path, models: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
+) -> Server:
+    """The real server on a free loopback port, with its own model store under `tmp` (unless
+    `env` names one); `wrapper` is a command prefix that ends by exec'ing gunicorn."""
     port = free_port()
     log = tmp / f"gunicorn-{port}.log"
     full_env = {
@@ -63,6 +88,7 @@ def start_gunicorn(tmp: Path, models: Path, env: dict[str, str] | None = None) -
     }
     process = subprocess.Popen(
         [
+            *(wrapper or []),
             str(Path(sys.executable).parent / "gunicorn"),
             "-c",
             str(ROOT / "gunicorn.conf.py"),

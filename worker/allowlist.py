@@ -37,13 +37,12 @@ GRAPH_OPS = frozenset(
     }
 )  # fmt: skip
 
-# Only in SavedModels: variables, calls into the model's own function library, and the saver
-# that restores the model's variables from its own archive (inside the sandbox's temporary
-# folder). Still no file reads or writes the model itself chooses.
+# In a SavedModel's serving function only: reading its variables and calling the functions of
+# its own library (whose ops are checked too). TensorFlow restores the variables while loading,
+# from the archive unpacked in memory, before this check; the model's own save and restore
+# functions never run.
 SAVEDMODEL_OPS = GRAPH_OPS | {
-    "VarHandleOp", "ReadVariableOp", "AssignVariableOp", "VarIsInitializedOp",
-    "StatefulPartitionedCall", "PartitionedCall", "RestoreV2", "SaveV2", "StringJoin",
-    "ShardedFilename", "MergeV2Checkpoints", "StaticRegexFullMatch",
+    "VarHandleOp", "ReadVariableOp", "StatefulPartitionedCall", "PartitionedCall",
 }  # fmt: skip
 
 

@@ -73,18 +73,6 @@ def unpack(archive: bytes) -> tuple[dict[PurePosixPath, bytes], PurePosixPath]:
     return members, found[0].parent
 
 
-def check_saved_model(saved_model_pb: bytes) -> None:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved = saved_model_pb2.SavedModel()
-    try:
-        saved.ParseFromString(saved_model_pb)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise InvalidModel(f"saved_model.pb does not parse: {exc}") from None
-    for meta_graph in saved.meta_graphs:
-        check_graph(meta_graph.graph_def, SAVEDMODEL_OPS)
-
-
 def _to_memory(tf, members: dict[PurePosixPath, bytes]) -> str:
     """Write the files under a fresh ram:// folder; returns that folder."""
     root = f"ram://savedmodel-{uuid.uuid4().hex}"
@@ -113,8 +101,6 @@ class SavedModel:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self._tf = tf
         members, folder = unpack(model)
-        if check_ops:
-            check_saved_model(members[folder / "saved_model.pb"])
         root = _to_memory(tf, members)
         try:
             loaded = tf.saved_model.load(f"{root}/{folder}" if folder.parts else root)
@@ -130,6 +116,8 @@ class SavedModel:
             )
         self._loaded = loaded  # keeps the signature's variables alive
         self._function = signatures[SIGNATURE]
+        if check_ops:  # the serving function and every function it calls, before any runs
+            check_graph(self._function.graph.as_graph_def(), SAVEDMODEL_OPS)
         inputs = self._function.structured_input_signature[1]
         self.input_name = self._pick(inputs, input_tensor, "input")
         spec = inputs[self.input_name]

@@ -1,0 +1,248 @@
+"""The HTTP API as an OpenAPI 3.0 document, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    meanings = {
+        400: "bad input (the error code says which)",
+        401: "missing or wrong bearer token",
+        403: "models other than the default need the sandbox",
+        404: "no such model or route",
+        409: "the default model cannot be deleted",
+        413: "request or model over its size limit",
+        422: "the model or its labels were refused (op allowlist, tensors, sizes, labels)",
+        502: "the worker died",
+        503: "overloaded (Retry-After) or no worker reachable",
+        504: "the worker took longer than WORKER_TIMEOUT",
+        507: "the worker hit a resource limit, or the model store is full or read-only",
+    }
+    return {str(s): _json(_ref("Error"), meanings[s]) for s in statuses}
+
+
+_CLASSIFY_ERRORS = _errors(400, 401, 403, 404, 413, 422, 502, 503, 504, 507)
+_BEARER = [{}, {"bearer": []}]  # open unless the token is set
+
+_NORMALIZATION_FIELDS = {
+    "input_mean": {"type": "number", "description": "with input_std: (x - mean) / std"},
+    "input_std": {"type": "number", "description": "non-zero"},
+}
+
+_SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Prediction": {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "index": {"type": "integer"},
+            "probability": {"type": "number"},
+        },
+    },
+    "Classification": {
+        "type": "object",
+        "required": ["model", "predictions", "confidence", "timings_ms"],
+        "properties": {
+            "model": {"type": "object"},
+            "labels": {"type": "object"},
+            "predictions": {"type": "array", "items": _ref("Prediction")},
+            "confidence": {"type": "string", "enum": ["very high", "high", "medium", "low"]},
+            "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "name", "format", "input", "output", "normalization"],
+        "properties": {
+            "id": {"type": "string", "description": "sha256 of the model bytes"},
+            "name": {"type": "string"},
+            "format": {"type": "string", "enum": ["graphdef", "tflite", "savedmodel"]},
+            "input": {"type": "object"},
+            "output": {"type": "object"},
+            "normalization": {"type": "object"},
+            "labels": {"type": "object"},
+            "default": {"type": "boolean"},
+        },
+    },
+}
+
+
+def _multipart(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": properties, "required": required}
+            }
+        },
+    }
+
+
+_BINARY = {"type": "string", "format": "binary"}
+_MODEL_ID = {
+    "name": "model_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the model's id (sha256 of its bytes)",
+}
+_CLASSIFY_FIELDS = {
+    "image": _BINARY,
+    "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+    **_NORMALIZATION_FIELDS,
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "mobilenet-service",
+        "version": "1",
+        "description": "Image classification with MobileNet models in sandboxed workers.",
+    },
+    "paths": {
+        "/api/v1/classify": {
+            "post": {
+                "summary": "Classify an image with the default, a registered or an uploaded model",
+                "security": _BEARER,
+                "requestBody": _multipart(
+                    {
+                        **_CLASSIFY_FIELDS,
+                        "model": {"type": "string", "description": "a registered model's id"},
+                        "model_file": _BINARY,
+                        "label_file": _BINARY,
+                    },
+                    ["image"],
+                ),
+                "responses": {
+                    "200": _json(_ref("Classification"), "best predictions first"),
+                    **_CLASSIFY_ERRORS,
+                },
+            }
+        },
+        "/api/v1/models": {
+            "get": {
+                "summary": "List registered models (the default included)",
+                "security": _BEARER,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"models": {"type": "array", "items": _ref("Model")}},
+                        },
+                        "the models",
+                    ),
+                    **_errors(401),
+                },
+            },
+            "post": {
+                "summary": "Register a model: probed in a worker, then stored",
+                "security": _BEARER,
+                "requestBody": _multipart(
+                    {
+                        "model": _BINARY,
+                        "labels": _BINARY,
+                        "name": {"type": "string"},
+                        "input_tensor": {"type": "string"},
+                        "output_tensor": {"type": "string"},
+                        **_NORMALIZATION_FIELDS,
+                    },
+                    ["model", "labels"],
+                ),
+                "responses": {
+                    "200": _json(_ref("Model"), "already registered (same bytes)"),
+                    "201": _json(_ref("Model"), "registered"),
+                    **_errors(400, 401, 403, 413, 422, 502, 503, 504, 507),
+                },
+            },
+        },
+        "/api/v1/models/{model_id}": {
+            "parameters": [_MODEL_ID],
+            "get": {
+                "summary": "Describe a model",
+                "security": _BEARER,
+                "responses": {"200": _json(_ref("Model"), "the model"), **_errors(401, 404)},
+            },
+            "delete": {
+                "summary": "Delete a model",
+                "security": _BEARER,
+                "responses": {
+                    "200": _json({"type": "object"}, "deleted"),
+                    **_errors(401, 404, 409),
+                },
+            },
+        },
+        "/api/v1/models/{model_id}/classify": {
+            "parameters": [_MODEL_ID],
+            "post": {
+                "summary": "Classify an image with a registered model",
+                "security": _BEARER,
+                "requestBody": _multipart(_CLASSIFY_FIELDS, ["image"]),
+                "responses": {
+                    "200": _json(_ref("Classification"), "best predictions first"),
+                    **_CLASSIFY_ERRORS,
+                },
+            }
+        },
+        "/infer": {
+            "post": {
+                "summary": "Seed-compatible: the answer as an HTML sentence",
+                "security": _BEARER,
+                "requestBody": _multipart(
+                    {"image_file": _BINARY, "model_file": _BINARY, "label_file": _BINARY},
+                    ["image_file"],
+                ),
+                "responses": {
+                    "200": {
+                        "description": "Detected <b>LABEL</b> with <u>CONFIDENCE</u> confidence.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    **_CLASSIFY_ERRORS,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {"200": _json({"type": "object"}, "the process answers")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: a worker runs the default model on a probe image",
+                "responses": {
+                    "200": _json({"type": "object"}, "ready"),
+                    "503": _json({"type": "object"}, "not ready"),
+                },
+            }
+        },
+    },
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "API_TOKEN for classifying and reading, ADMIN_TOKEN for all",
+            }
+        },
+    },
+}

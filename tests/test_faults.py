@@ -1,0 +1,97 @@
+"""Faults: SIGTERM lets requests in flight finish; a full disk or a read-only model store gives a
+clear error and leaves no partial model, and the server keeps serving what it has."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import requests
+from conftest import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
+from test_registry import register
+
+CAT = (IMAGES / "cat.jpg").read_bytes()
+
+
+def classify_cat(url: str) -> str:
+    answer = requests.post(url + "/api/v1/classify", files={"image": CAT}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"][0]["label"]
+
+
+def in_mount_namespace(mount_script: str) -> list[str]:
+    """A command prefix: a private mount namespace, `mount_script` run in it, then gunicorn."""
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'{mount_script} && exec "$@"',
+        "sh",
+    ]
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+    server = start_gunicorn(tmp_path, {"POOL_SIZE": "1"})
+    assert classify_cat(server.url) == "Egyptian cat"
+    answers: list[requests.Response] = []
+    # Registering the frozen graph takes seconds (the worker imports TensorFlow): in flight.
+    sender = threading.Thread(
+        target=lambda: answers.append(register(server.url, FROZEN_MODEL, IMAGENET_LABELS))
+    )
+    sender.start()
+    time.sleep(1.0)
+    server.process.send_signal(signal.SIGTERM)
+    sender.join(60)
+    assert answers and answers[0].status_code == 201, answers and answers[0].text
+    assert server.process.wait(60) == 0
+    assert "Handling signal: term" in server.log.read_text()
+
+
+def test_full_disk_refuses_a_model_and_keeps_nothing_of_it(tmp_path: Path) -> None:
+    store = tmp_path / "small-store"
+    store.mkdir()
+    # 6 MiB: room for the default model (3.5 MiB), not for the frozen graph (14 MiB).
+    wrapper = in_mount_namespace(f"mount -t tmpfs -o size=6m tmpfs {store}")
+    server = start_gunicorn(tmp_path, {"MODEL_STORE": str(store), "POOL_SIZE": "1"}, wrapper)
+    try:
+        assert classify_cat(server.url) == "Egyptian cat"  # registers the default model
+        answer = register(server.url, FROZEN_MODEL, IMAGENET_LABELS)
+        assert answer.status_code == 507, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        listed = requests.get(server.url + "/api/v1/models", timeout=10).json()["models"]
+        assert [m["default"] for m in listed] == [True]
+        # nothing partial inside the mount: read through the server's own namespace
+        leftovers = list(Path(f"/proc/{server.process.pid}/root{store}").iterdir())
+        assert len(leftovers) == 1 and not leftovers[0].name.startswith(".partial")
+        assert classify_cat(server.url) == "Egyptian cat"
+    finally:
+        server.stop()
+
+
+def test_read_only_store_serves_what_it_has_and_refuses_new_models(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = start_gunicorn(tmp_path, {"MODEL_STORE": str(store), "POOL_SIZE": "1"})
+    try:
+        assert classify_cat(first.url) == "Egyptian cat"
+    finally:
+        first.stop()
+    before = sorted(p.name for p in store.iterdir())
+    wrapper = in_mount_namespace(
+        f"mount --bind {store} {store} && mount -o remount,bind,ro {store}"
+    )
+    server = start_gunicorn(tmp_path, {"MODEL_STORE": str(store), "POOL_SIZE": "1"}, wrapper)
+    try:
+        assert classify_cat(server.url) == "Egyptian cat"
+        answer = register(server.url, BIRD_MODEL, BIRD_LABELS)
+        assert answer.status_code == 507, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        assert "Read-only" in answer.json()["error"]["message"]
+        assert classify_cat(server.url) == "Egyptian cat"
+    finally:
+        server.stop()
+    assert sorted(p.name for p in store.iterdir()) == before
