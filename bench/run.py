@@ -64,6 +64,22 @@ def requests_for(concurrency: int, quick: bool) -> int:
     return max(concurrency * 4, base // 10 if quick else base)
 
 
+def sweep(url: str, body: tuple[Path, str], quick: bool, row: dict, kind: str) -> list[dict]:
+    """One image and model at every concurrency, after a short warm-up: a result row each."""
+    path, content_type = body
+    run_ab(url + "/api/v1/classify", path, content_type, 20, 2)  # warm
+    rows = []
+    for concurrency in CONCURRENCIES:
+        requests = requests_for(concurrency, quick)
+        result = run_ab(url + "/api/v1/classify", path, content_type, requests, concurrency)
+        rows.append({**row, **result})
+        print(
+            f"{kind:8} {row['model']:8} {row['image']:5} c={concurrency:<2} "
+            f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms"
+        )
+    return rows
+
+
 def measure_service(folder: Path, images: dict[str, Path], quick: bool) -> tuple[list, dict]:
     server = start_gunicorn(folder, MODELS)
     try:
@@ -73,21 +89,9 @@ def measure_service(folder: Path, images: dict[str, Path], quick: bool) -> tuple
         rows = []
         for model_name, fields in models.items():
             for image_name, image in images.items():
-                body, content_type = multipart_body(folder, fields, image)
-                run_ab(server.url + "/api/v1/classify", body, content_type, 20, 2)  # warm
-                for concurrency in CONCURRENCIES:
-                    result = run_ab(
-                        server.url + "/api/v1/classify",
-                        body,
-                        content_type,
-                        requests_for(concurrency, quick),
-                        concurrency,
-                    )
-                    rows.append({"model": model_name, "image": image_name, **result})
-                    print(
-                        f"service {model_name:8} {image_name:5} c={concurrency:<2} "
-                        f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms"
-                    )
+                body = multipart_body(folder, fields, image)
+                row = {"model": model_name, "image": image_name}
+                rows += sweep(server.url, body, quick, row, "service")
         timing = json.load(
             urllib.request.urlopen(
                 urllib.request.Request(
@@ -110,24 +114,10 @@ def measure_batching(folder: Path, image: Path, quick: bool) -> list[dict]:
     """The frozen GraphDef (any batch size) with dynamic batching on, 224 px JPEG."""
     server = start_gunicorn(folder, MODELS, BATCH_SETTINGS)
     try:
-        body, content_type = multipart_body(folder, {"model": register_frozen(server.url)}, image)
+        body = multipart_body(folder, {"model": register_frozen(server.url)}, image)
         time.sleep(2)  # let the warm-up finish
-        run_ab(server.url + "/api/v1/classify", body, content_type, 20, 2)  # warm
-        rows = []
-        for concurrency in CONCURRENCIES:
-            result = run_ab(
-                server.url + "/api/v1/classify",
-                body,
-                content_type,
-                requests_for(concurrency, quick),
-                concurrency,
-            )
-            rows.append({"model": "graphdef", "image": "224px", "batching": True, **result})
-            print(
-                f"batched  graphdef 224px c={concurrency:<2} "
-                f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms"
-            )
-        return rows
+        row = {"model": "graphdef", "image": "224px", "batching": True}
+        return sweep(server.url, body, quick, row, "batched")
     finally:
         server.stop()
 
