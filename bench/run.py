@@ -147,21 +147,29 @@ def main() -> None:
         images = make_images(folder)
         pixels = prepare_image(images["224px"].read_bytes(), (224, 224))
         seconds = 3 if args.quick else 10
-        raw = {
-            "tflite": raw_throughput(DEFAULT_MODEL, pixels, cores, seconds),
-            "graphdef": raw_throughput(FROZEN_MODEL, pixels, cores, seconds),
-        }
-        raw_single = {
-            "tflite": raw_throughput(DEFAULT_MODEL, pixels, 1, seconds),
-            "graphdef": raw_throughput(FROZEN_MODEL, pixels, 1, seconds),
-        }
-        print(f"raw: {json.dumps(raw)}")
+
+        def measure_raw(processes: int) -> dict[str, dict]:
+            return {
+                "tflite": raw_throughput(DEFAULT_MODEL, pixels, processes, seconds),
+                "graphdef": raw_throughput(FROZEN_MODEL, pixels, processes, seconds),
+            }
+
+        raw_runs, raw_single = [measure_raw(cores)], measure_raw(1)
+        print(f"raw: {json.dumps(raw_runs[0])}")
         service, timing_12mp = measure_service(folder, images, args.quick)
         batching = measure_batching(folder, images["224px"], args.quick)
         spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
         memory = measure_memory(
             folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
         )
+        # The raw model again at the end: its speed is its best of the two runs, so a noisy
+        # neighbour during one of them does not flatter the service's ratio.
+        raw_runs.append(measure_raw(cores))
+        print(f"raw again: {json.dumps(raw_runs[1])}")
+        raw = {
+            model: max((run[model] for run in raw_runs), key=lambda r: r["throughput_ips"])
+            for model in ("tflite", "graphdef")
+        }
     results = {
         "cores": cores,
         "raw": raw,

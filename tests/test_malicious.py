@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import requests
 from conftest import DEFAULT_MODEL, IMAGES, ROOT, Server, start_gunicorn
+from test_pool import model_workers, wait_for
 from test_registry import register
 
 SECRET = "TOP-SECRET-8d1f3c"
@@ -130,10 +131,15 @@ def test_file_access_is_contained_by_the_sandbox(
 
 
 def test_endless_loop_is_killed_at_the_deadline(corpus: Path, sandbox_only: Server) -> None:
+    classify_ok(sandbox_only)
+    (looping,) = model_workers(sandbox_only)
     answer = register(sandbox_only.url, corpus / "models" / "endless_loop.pb", LABELS)
     assert answer.status_code in (504, 507), answer.text
     assert answer.json()["error"]["code"] in ("worker_timeout", "worker_resource_exhausted")
+    # the whole sandbox went: no process of it is left spinning, and a new worker serves
+    wait_for(lambda: not Path(f"/proc/{looping}").exists(), 10)
     classify_ok(sandbox_only)
+    assert looping not in model_workers(sandbox_only)
 
 
 def test_the_corpus_is_really_malicious(corpus: Path) -> None:
