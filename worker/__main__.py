@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.sandbox == "bwrap":
             bwrap = find_bwrap()
             if bwrap is None:
-                print("bwrap is not installed: install bubblewrap or pass --sandbox none")
+                print(
+                    "bwrap is not installed: install bubblewrap or pass --sandbox none",
+                    file=sys.stderr,
+                )
                 return 1
             sandbox = Sandbox(bwrap)
         settings = LaunchSettings(

@@ -24,7 +24,7 @@ from protocol import (
 )
 from protocol.answer import MAX_ANSWER_BYTES
 from worker.limits import Limits
-from worker.sandbox import Sandbox, sandbox_environment
+from worker.sandbox import Sandbox, clean_environment, sandbox_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,17 +58,8 @@ class LaunchSettings:
 
 
 def _clean_environment(workdir: str) -> dict[str, str]:
-    """Only what Python and the runtimes need: no secrets, tokens or proxies from our own env."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": workdir,
-        "TMPDIR": workdir,
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "OMP_NUM_THREADS": "1",
-    }
+    """Outside a sandbox (and for bwrap itself): the worker's temporary folder as home."""
+    return clean_environment(workdir, str(PROJECT_ROOT))
 
 
 def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:

@@ -83,14 +83,20 @@ class Sandbox:
         return [*args, "--", *command]
 
 
-def sandbox_environment() -> dict[str, str]:
+def clean_environment(home: str, pythonpath: str) -> dict[str, str]:
+    """Only what Python and the runtimes need: no secrets, tokens or proxies from our own env."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
+        "HOME": home,
+        "TMPDIR": home,
         "LANG": "C.UTF-8",
-        "PYTHONPATH": APP,
+        "PYTHONPATH": pythonpath,
         "PYTHONDONTWRITEBYTECODE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "OMP_NUM_THREADS": "1",
     }
+
+
+def sandbox_environment() -> dict[str, str]:
+    """The worker's environment inside the sandbox: its private /tmp, its packages at /app."""
+    return clean_environment("/tmp", APP)
