@@ -29,14 +29,20 @@ graceful_timeout = 30
 accesslog = "-"
 
 
+def _service(worker):
+    """The app's service object; None when the app failed to load (gunicorn then has no wsgi)."""
+    app = getattr(worker, "wsgi", None)
+    return app.extensions.get("mobilenet") if app is not None else None
+
+
 def post_worker_init(worker):
     """Start this process's model workers and load the default model before traffic comes."""
-    service = worker.wsgi.extensions.get("mobilenet")
+    service = _service(worker)
     if service is not None:
         service.warm_up()
 
 
 def worker_exit(server, worker):
-    service = worker.wsgi.extensions.get("mobilenet") if worker.wsgi else None
+    service = _service(worker)
     if service is not None:
         service.transport.close()

@@ -200,7 +200,7 @@ DOCUMENT: dict[str, Any] = {
                     "200": _json(_ref("Classification"), "best predictions first"),
                     **_CLASSIFY_ERRORS,
                 },
-            }
+            },
         },
         "/infer": {
             "post": {

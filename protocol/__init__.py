@@ -29,6 +29,7 @@ from protocol.errors import (
     WorkerCrashed,
     WorkerTimeout,
     WorkerUnavailable,
+    error_for_exit,
     error_from_code,
 )
 from protocol.formats import detect_format
@@ -79,5 +80,6 @@ __all__ = [
     "encode_probabilities",
     "encode_request",
     "encode_stream_answer",
+    "error_for_exit",
     "error_from_code",
 ]

@@ -7,6 +7,8 @@ is what lets the worker, the CLI and the frontend report the same failure the sa
 
 from __future__ import annotations
 
+import signal
+
 
 class ServiceError(Exception):
     """Base of every error that crosses the worker boundary."""
@@ -129,6 +131,14 @@ class WorkerUnavailable(ServiceError):
     code = "worker_unavailable"
     exit_code = 7
     status = 503
+
+
+def error_for_exit(status: int, detail: str = "") -> ServiceError:
+    """The error for a worker that ended with `status` (negative: killed by that signal)
+    without writing an answer. SIGXCPU, and SIGKILL past the hard limit, end a CPU overrun."""
+    if status in (-signal.SIGXCPU, -signal.SIGKILL):
+        return ResourceExhausted(f"the worker exceeded its CPU limit (exit {status})")
+    return WorkerCrashed(f"the worker died with exit {status}" + (f": {detail}" if detail else ""))
 
 
 def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:

@@ -1,4 +1,7 @@
-"""Shared fixtures: real models and photos, and a real gunicorn server on a free loopback port."""
+"""Shared fixtures: real models and photos, and a real gunicorn server on a free loopback port.
+
+The photos and their expected answers live in tests/images (see its README); the models come
+from `make models` into MODEL_DIR."""
 
 from __future__ import annotations
 
@@ -9,21 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tflite_fixtures import custom_op_model
 
 from tools.server import Server
 from tools.server import start_gunicorn as start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
-SHARED = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared")).resolve()
-IMAGES = SHARED / "images"
+IMAGES = ROOT / "tests" / "images"
 
 DEFAULT_MODEL = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
 FROZEN_MODEL = MODELS / "mobilenet_v2_1.0_224_frozen.pb"
 BIRD_MODEL = MODELS / "mobilenet_v2_1.0_224_inat_bird_quant.tflite"
-BROKEN_MODEL = MODELS / "model_invoking_error.tflite"
 IMAGENET_LABELS = MODELS / "imagenet_labels.txt"
 BIRD_LABELS = MODELS / "inat_bird_labels.txt"
+
+
+# How far a probability may move between runtimes and CPUs (XNNPACK and oneDNN kernels differ).
+PROBABILITY_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class Expected:
     image: Path
     model: str
     label: str
+    probability: float  # of the top-1 label, from the model itself
+    frozen_probability: float | None  # the same from the derived frozen GraphDef (imagenet)
 
     def __str__(self) -> str:  # readable parametrize ids
         return f"{self.image.name}-{self.model}"
@@ -40,7 +48,13 @@ def expected_rows(model: str) -> list[Expected]:
     with (IMAGES / "expected.tsv").open(newline="") as handle:
         rows = csv.DictReader(handle, delimiter="\t")
         return [
-            Expected(IMAGES / r["file"], r["model"], r["expected_top1"])
+            Expected(
+                IMAGES / r["file"],
+                r["model"],
+                r["expected_top1"],
+                float(r["probability"]),
+                float(r["frozen_probability"]) if r["frozen_probability"] else None,
+            )
             for r in rows
             if r["model"] == model
         ]
@@ -50,6 +64,14 @@ def start_gunicorn(
     tmp: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
 ) -> Server:
     return start_server(tmp, MODELS, env, wrapper)
+
+
+@pytest.fixture(scope="session")
+def broken_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TFLite model whose operator is a custom op that no runtime has (tests/tflite_fixtures)."""
+    path = tmp_path_factory.mktemp("broken") / "model_invoking_error.tflite"
+    path.write_bytes(custom_op_model())
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Builds the malicious-model corpus the sandbox tests run: GraphDefs that read a planted secret,
 write a file, loop forever, allocate without bound, and use the ops of published model attacks;
-and a TFLite model with a custom operator. Each graph looks like a classifier (an image
-placeholder in, a [1, n] tensor out) so that only the checks and the sandbox stand in the way.
+and a TFLite model with a custom operator (tests/tflite_fixtures.py). Each graph looks like a
+classifier (an image placeholder in, a [1, n] tensor out) so that only the checks and the
+sandbox stand in the way.
 
     python tests/malicious_models.py OUT_DIR SECRET_FILE WRITE_TARGET
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import tensorflow as tf
+from tflite_fixtures import custom_op_model
 
 tf1 = tf.compat.v1
 
@@ -151,21 +153,7 @@ def debug_identity() -> bytes:
     return _graph(build)
 
 
-def tflite_custom_op(model: bytes) -> bytes:
-    """A real TFLite model with its first operator code turned into a custom one."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    parsed = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
-    code = parsed.operatorCodes[0]
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode = "EvilCustomOp"
-    builder = flatbuffers.Builder(len(model) + 1024)
-    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def main(out: Path, secret: str, write_target: str, tflite_model: Path) -> None:
+def main(out: Path, secret: str, write_target: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     corpus = {
         "read_secret.pb": read_secret(secret),
@@ -178,11 +166,11 @@ def main(out: Path, secret: str, write_target: str, tflite_model: Path) -> None:
         "csv_dataset.pb": csv_dataset(secret),
         "fixed_length_records.pb": fixed_length_records(secret),
         "debug_identity.pb": debug_identity(),
-        "custom_op.tflite": tflite_custom_op(tflite_model.read_bytes()),
+        "custom_op.tflite": custom_op_model("EvilCustomOp"),
     }
     for name, blob in corpus.items():
         (out / name).write_bytes(blob)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
 from test_registry import register
@@ -95,3 +96,12 @@ def test_read_only_store_serves_what_it_has_and_refuses_new_models(tmp_path: Pat
     finally:
         server.stop()
     assert sorted(p.name for p in store.iterdir()) == before
+
+
+def test_an_app_that_fails_to_load_is_reported_plainly(tmp_path: Path) -> None:
+    """A bad setting stops gunicorn with the reason, and its exit hooks do not fail on top."""
+    with pytest.raises(RuntimeError, match="exited"):
+        start_gunicorn(tmp_path, {"WORKER_TRANSPORT": "carrier-pigeon"})
+    log = next(tmp_path.glob("gunicorn-*.log")).read_text()
+    assert "WORKER_TRANSPORT must be 'pool', 'process' or 'tcp', not 'carrier-pigeon'" in log
+    assert "AttributeError" not in log

@@ -1,5 +1,6 @@
-"""`make models`: the download path against a loopback HTTP server, the mirror path, and
-checksum mismatches that must never leave a file behind."""
+"""`make models`: the download path against a loopback HTTP server, the mirror path, the frozen
+graph derived from the TFLite model, and checksum mismatches that must never leave a file
+behind. The served and mirrored folders hold only the officially downloadable files."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from conftest import MODELS
 
-from tools.fetch_models import MODEL_FILES, main, sha256_of
+from tools.fetch_models import MODEL_FILES, main, sha256_of, source_for
 
-MIRROR = SHARED / "models"
+DOWNLOADS = [m for m in MODEL_FILES if m.url is not None]
 
 
 def serve(folder: Path) -> Iterator[str]:
@@ -37,34 +38,59 @@ def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of only the files that have an official address, as `.ci/run` makes."""
+    folder = tmp_path_factory.mktemp("official-only")
+    for item in DOWNLOADS:
+        shutil.copyfile(MODELS / item.name, folder / item.name)
+    return folder
+
+
 @pytest.fixture
-def mirror_url() -> Iterator[str]:
-    yield from serve(MIRROR)
+def mirror_url(mirror: Path) -> Iterator[str]:
+    yield from serve(mirror)
 
 
-def test_download_over_http_checks_every_file(tmp_path: Path, mirror_url: str) -> None:
+def test_download_over_http_checks_every_file_and_derives_the_rest(
+    tmp_path: Path, mirror_url: str
+) -> None:
     assert main(["--dest", str(tmp_path), "--url-base", mirror_url]) == 0
     for item in MODEL_FILES:
         assert sha256_of(tmp_path / item.name) == item.sha256
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_official_addresses_are_used_without_mirror() -> None:
-    from tools.fetch_models import source_for
+def test_the_frozen_graph_is_derived_the_same_every_time(tmp_path: Path, mirror: Path) -> None:
+    """Derived twice from the TFLite model: the same bytes, the pinned sha256."""
+    frozen = next(m for m in MODEL_FILES if m.derived_from is not None)
+    for attempt in ("first", "second"):
+        dest = tmp_path / attempt
+        assert main(["--dest", str(dest), "--mirror", str(mirror)]) == 0
+        assert sha256_of(dest / frozen.name) == frozen.sha256
+    assert (tmp_path / "first" / frozen.name).read_bytes() == (
+        tmp_path / "second" / frozen.name
+    ).read_bytes()
 
+
+def test_official_addresses_are_used_without_mirror(tmp_path: Path) -> None:
     default = MODEL_FILES[0]
-    assert source_for(default, None, None) == (
+    official = (
         "https://github.com/google-coral/test_data/raw/master/mobilenet_v2_1.0_224_quant.tflite"
     )
-    fixture = next(m for m in MODEL_FILES if m.name.endswith("frozen.pb"))
-    assert source_for(fixture, None, None) is None
+    assert source_for(default, None, None) == official
+    # a mirror that lacks a file leaves that file to its official address
+    assert source_for(default, str(tmp_path), None) == official
+    frozen = next(m for m in MODEL_FILES if m.name.endswith("frozen.pb"))
+    assert frozen.url is None and frozen.derived_from == default.name
+    assert source_for(frozen, str(tmp_path), None) is None  # derived, never mirrored
 
 
 def test_checksum_mismatch_over_http_is_an_error_and_leaves_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, mirror: Path, capsys: pytest.CaptureFixture
 ) -> None:
     tampered = tmp_path / "served"
-    shutil.copytree(MIRROR, tampered)
+    shutil.copytree(mirror, tampered)
     (tampered / "imagenet_labels.txt").chmod(0o644)
     (tampered / "imagenet_labels.txt").write_text("tench\n")
     dest = tmp_path / "models"
@@ -75,11 +101,11 @@ def test_checksum_mismatch_over_http_is_an_error_and_leaves_nothing(
     assert not [p for p in dest.iterdir() if p.name.startswith(".")]
 
 
-def test_mirror_copy_and_mismatch(tmp_path: Path) -> None:
-    assert main(["--dest", str(tmp_path / "ok"), "--mirror", str(MIRROR)]) == 0
+def test_mirror_copy_and_mismatch(tmp_path: Path, mirror: Path) -> None:
+    assert main(["--dest", str(tmp_path / "ok"), "--mirror", str(mirror)]) == 0
     assert (tmp_path / "ok" / "mobilenet_v2_1.0_224_frozen.pb").is_file()
     bad = tmp_path / "bad-mirror"
-    shutil.copytree(MIRROR, bad)
+    shutil.copytree(mirror, bad)
     target = bad / "mobilenet_v2_1.0_224_quant.tflite"
     target.chmod(0o644)
     target.write_bytes(b"TFL3 not really")
@@ -87,5 +113,10 @@ def test_mirror_copy_and_mismatch(tmp_path: Path) -> None:
     assert not (tmp_path / "bad" / target.name).exists()
 
 
-def test_missing_server_is_an_error(tmp_path: Path) -> None:
+def test_missing_server_is_an_error_that_names_the_file_and_the_mirror(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["--dest", str(tmp_path), "--url-base", "http://127.0.0.1:9/"]) == 1
+    message = capsys.readouterr().err
+    assert "mobilenet_v2_1.0_224_quant.tflite" in message
+    assert "MODEL_MIRROR" in message and "Connection refused" in message

@@ -15,6 +15,7 @@ from conftest import (
     FROZEN_MODEL,
     IMAGENET_LABELS,
     IMAGES,
+    PROBABILITY_TOLERANCE,
     Expected,
     expected_rows,
 )
@@ -52,6 +53,7 @@ def test_api_default_model(base_url: str, row: Expected) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["predictions"][0]["label"] == row.label
+    assert abs(body["predictions"][0]["probability"] - row.probability) <= PROBABILITY_TOLERANCE
     assert len(body["predictions"]) == 5
     probabilities = [p["probability"] for p in body["predictions"]]
     assert probabilities == sorted(probabilities, reverse=True)

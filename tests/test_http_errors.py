@@ -8,8 +8,9 @@ import zlib
 import numpy as np
 import pytest
 import requests
-from conftest import BROKEN_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
+from conftest import DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
 from PIL import Image
+from tflite_fixtures import custom_op_model
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 
@@ -59,7 +60,7 @@ CASES = {
     "custom-op tflite": (
         {
             "image": CAT,
-            "model_file": ("bad.tflite", BROKEN_MODEL.read_bytes()),
+            "model_file": ("bad.tflite", custom_op_model()),
             "label_file": ("l.txt", IMAGENET_LABELS.read_bytes()),
         },
         422,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -96,3 +97,15 @@ def test_pixel_limit_refuses_huge_images() -> None:
     data = encode(Image.new("L", (3000, 3000)), "PNG")
     with pytest.raises(InvalidImage, match="over the limit"):
         prepare_image(data, SIZE, max_pixels=1_000_000)
+
+
+def test_a_400_megapixel_png_is_refused_from_its_header_in_plain_words() -> None:
+    data = bytearray(encode(Image.new("RGB", (1, 1)), "PNG"))
+    data[16:24] = (20_000).to_bytes(4, "big") * 2  # the IHDR's width and height
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    with pytest.raises(InvalidImage) as refused:
+        prepare_image(bytes(data), SIZE, max_pixels=50_000_000)
+    assert refused.value.message == (
+        "the image is 20000x20000 = 400000000 pixels, over the limit of 50000000 pixels "
+        "(MAX_IMAGE_PIXELS)"
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from conftest import DEFAULT_MODEL, IMAGES, ROOT, Server, start_gunicorn
+from conftest import IMAGES, ROOT, Server, start_gunicorn
 from test_pool import model_workers, wait_for
 from test_registry import register
 
@@ -47,7 +47,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(folder / "models"),
             str(folder / "secret.txt"),
             str(folder / "written-by-model.txt"),
-            str(DEFAULT_MODEL),
         ],
         check=True,
         capture_output=True,

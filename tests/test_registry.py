@@ -21,6 +21,7 @@ from conftest import (
     FROZEN_MODEL,
     IMAGENET_LABELS,
     IMAGES,
+    PROBABILITY_TOLERANCE,
     Expected,
     Server,
     expected_rows,
@@ -76,7 +77,9 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
 
 @pytest.mark.parametrize("row", expected_rows("inat_bird"), ids=str)
 def test_bird_rows_by_id(registry: Server, bird_id: str, row: Expected) -> None:
-    assert classify_by_id(registry.url, bird_id, row.image)["predictions"][0]["label"] == row.label
+    best = classify_by_id(registry.url, bird_id, row.image)["predictions"][0]
+    assert best["label"] == row.label
+    assert abs(best["probability"] - row.probability) <= PROBABILITY_TOLERANCE
 
 
 def test_same_bytes_same_id(registry: Server, bird_id: str) -> None:
@@ -176,6 +179,10 @@ def test_frozen_graph_registered_without_tensor_names(registry: Server) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(lambda r: classify_by_id(registry.url, body["id"], r.image), rows))
     assert [a["predictions"][0]["label"] for a in answers] == [r.label for r in rows]
+    for answer, row in zip(answers, rows, strict=True):
+        assert row.frozen_probability is not None
+        difference = answer["predictions"][0]["probability"] - row.frozen_probability
+        assert abs(difference) <= PROBABILITY_TOLERANCE, (row, answer["predictions"][0])
 
 
 def test_store_survives_restart_and_kill_during_registration(tmp_path: Path) -> None:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import (
-    BROKEN_MODEL,
     DEFAULT_MODEL,
     FROZEN_MODEL,
     IMAGENET_LABELS,
     IMAGES,
+    PROBABILITY_TOLERANCE,
     ROOT,
     Expected,
     expected_rows,
@@ -44,6 +45,24 @@ def test_pipe_gives_expected_top1(row: Expected) -> None:
     assert abs(sum(probabilities) - 1) < 0.1
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     assert LABELS[best] == row.label
+    assert abs(probabilities[best] - row.probability) <= PROBABILITY_TOLERANCE
+
+
+def test_answer_redirected_to_a_file(tmp_path: Path) -> None:
+    """The worker's file-size limit (0) binds the model, not the answer written to a file."""
+    frame = subprocess.run(
+        [sys.executable, "-m", "protocol", "encode", "--model", str(DEFAULT_MODEL),
+         "--image", str(IMAGES / "grace_hopper.jpg")],
+        capture_output=True, check=True, cwd=ROOT,
+    ).stdout  # fmt: skip
+    answer = tmp_path / "out.json"
+    with answer.open("wb") as out:
+        result = subprocess.run(
+            [sys.executable, "-m", "worker"], input=frame, stdout=out, cwd=ROOT, timeout=120
+        )
+    assert result.returncode == 0
+    probabilities = json.loads(answer.read_text())
+    assert LABELS[max(range(1001), key=probabilities.__getitem__)] == "military uniform"
 
 
 def test_pipe_runs_frozen_graph_with_explicit_normalisation() -> None:
@@ -63,8 +82,8 @@ def test_garbage_model_is_a_json_error(tmp_path) -> None:
     assert json.loads(result.stdout)["error"]["code"] == "model_invalid"
 
 
-def test_custom_op_model_is_a_json_error() -> None:
-    result = pipe(str(BROKEN_MODEL), str(IMAGES / "cat.jpg"))
+def test_custom_op_model_is_a_json_error(broken_model: Path) -> None:
+    result = pipe(str(broken_model), str(IMAGES / "cat.jpg"))
     assert result.returncode == 3
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "model_op_not_allowed"

@@ -1,8 +1,9 @@
 """`make models`: put the service's models into a folder, each checked against its pinned sha256.
 
-From MODEL_MIRROR (a local folder) when given, else from each file's official address. A file
-whose checksum does not match is an error and is never left in place. Files without an official
-address are test fixtures that only a mirror provides.
+Each file comes from MODEL_MIRROR (a local folder) when the mirror holds it, else from its
+official address. What has no official address is derived by the project's own code from what
+has one (the frozen GraphDef from the quantized TFLite model: tools/frozen_graph.py), never
+taken from a mirror. A file whose checksum does not match is an error and is never left in place.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +26,17 @@ CORAL = "https://github.com/google-coral/test_data/raw/master/"
 class ModelFile:
     name: str
     sha256: str
-    url: str | None  # None: a fixture with no official address
+    url: str | None = None  # its official address
+    derived_from: str | None = None  # or: the file it is rebuilt from (tools/frozen_graph.py)
 
+
+DEFAULT_MODEL = "mobilenet_v2_1.0_224_quant.tflite"
 
 MODEL_FILES = (
     ModelFile(
-        "mobilenet_v2_1.0_224_quant.tflite",
+        DEFAULT_MODEL,
         "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
-        CORAL + "mobilenet_v2_1.0_224_quant.tflite",
+        CORAL + DEFAULT_MODEL,
     ),
     ModelFile(
         "imagenet_labels.txt",
@@ -50,18 +55,17 @@ MODEL_FILES = (
     ),
     ModelFile(
         "mobilenet_v2_1.0_224_frozen.pb",
-        "0bed9d8c884fb804311ad2e0f602f629fcdaa3b8805eeee87dba9077389b2f97",
-        None,
-    ),
-    ModelFile(
-        "model_invoking_error.tflite",
-        "a7a16572697abc95456ed8ef2ed632b08966958eb12a35533eb47310bf9888a4",
-        None,
+        "f1783e4ecbe65db3611c6dae95a68313429385be8e09ddc01156a50653c71740",
+        derived_from=DEFAULT_MODEL,
     ),
 )
 
 
 class ChecksumMismatch(Exception):
+    pass
+
+
+class FetchFailed(Exception):
     pass
 
 
@@ -74,54 +78,81 @@ def sha256_of(path: Path) -> str:
 
 
 def _fetch_to(source: str, target: Path) -> None:
-    if "://" in source:
+    if "://" not in source:
+        shutil.copyfile(source, target)
+        return
+    try:
         with urllib.request.urlopen(source, timeout=60) as response, target.open("wb") as out:
             shutil.copyfileobj(response, out)
-    else:
-        shutil.copyfile(source, target)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchFailed(f"cannot download {source} ({reason})") from None
 
 
-def install(item: ModelFile, source: str, dest: Path) -> None:
-    """Fetch `source` next to its final place, check it, then rename it in (atomic)."""
+def _install(item: ModelFile, dest: Path, write) -> None:
+    """Write the file next to its final place with `write(path)`, check it, then rename it in
+    (atomic): a mismatch leaves nothing behind."""
     with tempfile.NamedTemporaryFile(dir=dest, prefix=f".{item.name}.", delete=False) as tmp:
         partial = Path(tmp.name)
     try:
-        _fetch_to(source, partial)
+        write(partial)
         actual = sha256_of(partial)
         if actual != item.sha256:
-            raise ChecksumMismatch(
-                f"{item.name} from {source}: sha256 {actual}, expected {item.sha256}"
-            )
+            raise ChecksumMismatch(f"{item.name}: sha256 {actual}, expected {item.sha256}")
         partial.chmod(0o644)
         os.replace(partial, dest / item.name)
     finally:
         partial.unlink(missing_ok=True)
 
 
+def install(item: ModelFile, source: str, dest: Path) -> None:
+    try:
+        _install(item, dest, lambda partial: _fetch_to(source, partial))
+    except ChecksumMismatch as exc:
+        raise ChecksumMismatch(f"{exc} (from {source})") from None
+    except FetchFailed as exc:
+        raise FetchFailed(
+            f"{item.name}: {exc}. Offline? Point MODEL_MIRROR at a folder that holds the "
+            "files: make models MODEL_MIRROR=/path/to/folder"
+        ) from None
+
+
+def derive(item: ModelFile, dest: Path) -> None:
+    from tools.frozen_graph import build_graph_def
+
+    assert item.derived_from is not None
+    source = (dest / item.derived_from).read_bytes()
+    _install(item, dest, lambda partial: partial.write_bytes(build_graph_def(source)))
+
+
 def source_for(item: ModelFile, mirror: str | None, url_base: str | None) -> str | None:
-    """An explicit base URL wins over a mirror folder, which wins over the official address."""
+    """An explicit base URL wins over a mirror folder that holds the file, which wins over the
+    official address. None for a derived file."""
+    if item.url is None:
+        return None
     if url_base:
         return url_base.rstrip("/") + "/" + item.name
-    if mirror:
+    if mirror and (Path(mirror) / item.name).is_file():
         return str(Path(mirror) / item.name)
     return item.url
 
 
-def fetch_all(dest: Path, mirror: str | None, url_base: str | None) -> list[str]:
-    """Install every model file; returns the names of fixtures skipped for want of a mirror."""
+def fetch_all(dest: Path, mirror: str | None, url_base: str | None, derived: bool = True) -> None:
+    """Install every model file that is missing or differs from its pinned sha256: downloaded
+    (or copied) files first, then (unless `derived` is false) those derived from them."""
     dest.mkdir(parents=True, exist_ok=True)
-    skipped = []
-    for item in MODEL_FILES:
+    wanted = [m for m in MODEL_FILES if derived or m.derived_from is None]
+    for item in sorted(wanted, key=lambda m: m.derived_from is not None):
         target = dest / item.name
         if target.is_file() and sha256_of(target) == item.sha256:
             continue
         source = source_for(item, mirror, url_base)
         if source is None:
-            skipped.append(item.name)
-            continue
-        install(item, source, dest)
-        print(f"models: {item.name} ok ({source})")
-    return skipped
+            derive(item, dest)
+            print(f"models: {item.name} ok (derived from {item.derived_from})")
+        else:
+            install(item, source, dest)
+            print(f"models: {item.name} ok ({source})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,14 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("MODEL_URL_BASE") or None,
         help="fetch every file from this base URL instead of its official one",
     )
+    parser.add_argument(
+        "--downloads-only",
+        action="store_true",
+        help="only the files that have an official address (a mirror folder's contents)",
+    )
     args = parser.parse_args(argv)
     try:
-        skipped = fetch_all(Path(args.dest), args.mirror, args.url_base)
-    except (ChecksumMismatch, OSError) as exc:
+        fetch_all(Path(args.dest), args.mirror, args.url_base, derived=not args.downloads_only)
+    except (ChecksumMismatch, FetchFailed, OSError) as exc:
         print(f"models: error: {exc}", file=sys.stderr)
         return 1
-    for name in skipped:
-        print(f"models: {name} is a test fixture with no official address; set MODEL_MIRROR")
     return 0
 
 

@@ -79,15 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         serve(host or "0.0.0.0", int(port), settings, args.concurrency)
         return 0
-    limits.apply(long_lived=args.serve)
     options = RuntimeOptions(threads=args.threads, check_ops=not args.allow_any_op)
     if args.serve:
         from worker.serve import main as serve_stream
 
+        limits.apply(long_lived=True)
         return serve_stream(options, args.cache_mb, limits)
     from worker.oneshot import main as oneshot
 
-    return oneshot(options)
+    return oneshot(options, limits)
 
 
 if __name__ == "__main__":

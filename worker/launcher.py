@@ -17,10 +17,10 @@ from pathlib import Path
 
 from protocol import (
     ANSWER_LENGTH,
-    ResourceExhausted,
     WorkerCrashed,
     WorkerTimeout,
     encode_error,
+    error_for_exit,
 )
 from protocol.answer import MAX_ANSWER_BYTES
 from worker.limits import Limits
@@ -87,11 +87,8 @@ def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:
             stdout, stderr = process.communicate()
     if stdout.strip():
         return stdout
-    code = process.returncode
-    if code in (-signal.SIGXCPU, -signal.SIGKILL):
-        return encode_error(ResourceExhausted(f"the worker exceeded its CPU limit (exit {code})"))
     detail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-    return encode_error(WorkerCrashed(f"the worker died with exit {code}: {detail[0][:300]}"))
+    return encode_error(error_for_exit(process.returncode, detail[0][:300]))
 
 
 class WarmWorker:
