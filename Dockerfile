@@ -1,17 +1,30 @@
-# One image for both services; everything comes from PyPI.
-FROM python:3.11-slim
-WORKDIR /app
-# bubblewrap: the sandbox each model worker runs in (worker/sandbox.py).
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap \
+# One image for every service of docker-compose.yml (one `image:` name), built with BuildKit
+# (`docker compose build`, or `DOCKER_BUILDKIT=1 docker build .`). The base is Debian's own
+# image; everything else comes from Debian's and PyPI's registries. Where TLS to PyPI goes
+# through a proxy with its own CA, pass that bundle as the `ca` secret
+# (`--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt`; make compose-test does).
+FROM debian:bookworm-slim
+# bubblewrap: the sandbox each model worker runs in (supervisor/sandbox.py).
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        python3 python3-venv bubblewrap ca-certificates >/dev/null \
     && rm -rf /var/lib/apt/lists/*
-COPY requirements.txt pyproject.toml ./
-RUN pip install --no-cache-dir -r requirements.txt
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+COPY requirements.txt ./
+RUN --mount=type=secret,id=ca,target=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir -q -r requirements.txt
+COPY pyproject.toml gunicorn.conf.py ./
 COPY protocol ./protocol
 COPY worker ./worker
+COPY supervisor ./supervisor
 COPY frontend ./frontend
 COPY tools ./tools
-COPY gunicorn.conf.py ./
-RUN pip install --no-cache-dir --no-deps -e . && useradd --create-home service
+# A non-root user owns the model and store folders, so named volumes start out writable by it.
+RUN pip install --no-cache-dir -q --no-deps --no-build-isolation -e . \
+    && useradd --create-home --uid 10001 service \
+    && mkdir -p /models /store && chown service /models /store
 USER service
-ENV MODEL_DIR=/models
+ENV MODEL_DIR=/models MODEL_STORE=/store PORT=8080
 EXPOSE 8080 9000

@@ -7,12 +7,14 @@ MODEL_DIR ?= models
 # The shared fixtures folder beside the checkout, when present; CI sets it explicitly.
 MODEL_MIRROR ?= $(wildcard ../shared/models)
 PORT ?= 8080
-# The sandbox around model workers; the tests add a browser, the compose checker and ab.
+# The sandbox around model workers; the tests add a browser, the compose checker and ab; the
+# compose test a Docker engine and debootstrap (to make the base image when it cannot be pulled).
 RUN_DEBS := bubblewrap
 TEST_DEBS := $(RUN_DEBS) chromium docker-compose apache2-utils
+COMPOSE_DEBS := $(TEST_DEBS) docker.io debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench fuzz models venv dev-venv debs run-debs lint clean
+.PHONY: run test compose-test bench fuzz models venv dev-venv debs run-debs compose-debs lint clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,9 @@ run-debs:
 debs:
 	$(call install_debs,$(TEST_DEBS))
 
+compose-debs:
+	$(call install_debs,$(COMPOSE_DEBS))
+
 run: venv models run-debs
 	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "frontend:create_app()"
 
@@ -54,7 +59,13 @@ lint: dev-venv
 
 test: dev-venv models debs lint
 	docker-compose -f docker-compose.yml config --quiet
-	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest
+	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest -m "not compose"
+
+# `docker compose up` for real: starts dockerd when no engine answers, makes the base image when
+# it cannot be pulled, builds the image, runs the stack and takes it down again (-v).
+compose-test: dev-venv models compose-debs
+	MODEL_DIR=$(MODEL_DIR) MODEL_MIRROR=$(abspath $(MODEL_MIRROR)) \
+		$(BIN)/python -m pytest -m compose tests/test_compose_stack.py tests/test_swarm_stack.py
 
 # Long fuzzing runs (make test runs a bounded pass): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 600

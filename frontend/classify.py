@@ -10,10 +10,10 @@ from typing import Any
 from frontend.answers import Prediction, confidence_word, top_predictions
 from frontend.images import prepare_image
 from frontend.labels import Labels, align_labels
-from frontend.metrics import LATENCY
 from frontend.models import ModelSource
-from frontend.transport import Transport
 from protocol import Normalization, Request, RequestHeader
+from supervisor.metrics import LATENCY
+from supervisor.transport import Transport
 
 
 @dataclass(frozen=True)

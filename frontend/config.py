@@ -1,11 +1,15 @@
 """Configuration: every setting comes from an environment variable with a sane default.
-The README lists them all; `create_app(test_config)` overrides them for tests."""
+The README lists them all; `create_app(test_config)` overrides them for tests. The settings of
+the workers themselves are the supervisor's (supervisor/config.py), read the same way."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from supervisor import config as supervisor_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,44 +22,15 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "MAX_MODEL_BYTES": (100 * 1024 * 1024, int),  # per registered model; over it: 413
     "INPUT_SIZE": (224, int),
     "WORKER_TRANSPORT": ("pool", str),  # "pool", "process" or "tcp"
-    "POOL_SIZE": (0, int),  # warm workers per gunicorn process; 0: cores / WEB_CONCURRENCY
-    "POOL_QUEUE_LIMIT": (64, int),  # requests waiting for a worker before 503
-    "WORKER_CACHE_MB": (1024, int),  # loaded-model budget of each warm worker
-    # Dynamic batching for models that take any batch size; 1: off (see README, Performance).
-    "BATCH_MAX_SIZE": (1, int),
-    "BATCH_WAIT_MS": (2.0, float),  # how long the first request of a batch waits for others
-    "WORKER_ADDRESS": ("127.0.0.1:9000", str),  # host:port for the tcp transport
-    "WORKER_TIMEOUT": (60.0, float),  # wall-clock seconds per request
-    "WORKER_MEMORY_MB": (4096, int),  # address-space limit of each worker process
-    "WORKER_CPU_SECONDS": (120, int),
-    "WORKER_THREADS": (1, int),
+    "WORKER_ADDRESS": ("127.0.0.1:9000", str),  # host:port of the worker service (tcp)
     "MAX_CONTENT_LENGTH": (128 * 1024 * 1024, int),  # bytes per HTTP request
-    "MAX_IMAGE_PIXELS": (50_000_000, int),  # Pillow's decompression-bomb limit
+    "MAX_IMAGE_PIXELS": (50_000_000, int),  # over it: 400, checked before decoding
     "DEFAULT_TOP_K": (5, int),
-    # The sandbox around workers: "bwrap" (bubblewrap at BWRAP_PATH) or "none".
-    "WORKER_SANDBOX": ("bwrap", str),
-    "BWRAP_PATH": ("bwrap", str),
-    # Without a sandbox, models other than the default are refused unless this is set.
-    "ALLOW_UNSANDBOXED_MODELS": (False, bool),
-    "OP_ALLOWLIST": (True, bool),  # refuse models using operations outside worker/allowlist.py
     "ADMIN_TOKEN": ("", str),  # bearer token for registering and deleting models; "": open
     "API_TOKEN": ("", str),  # bearer token for classifying; "": open
+    **supervisor_config.SETTINGS,
 }
 
 
-def _flag(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a yes/no setting: {raw!r} (use 1 or 0)")
-
-
-def from_environment(environ: os._Environ[str] | dict[str, str] = os.environ) -> dict[str, Any]:
-    config = {}
-    for name, (default, kind) in SETTINGS.items():
-        raw = environ.get(name)
-        parse = _flag if kind is bool else kind
-        config[name] = default if raw in (None, "") else parse(raw)
-    return config
+def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    return supervisor_config.from_environment(SETTINGS, environ)

@@ -71,21 +71,6 @@ class StoreUnavailable(ServiceError):
     status = 507
 
 
-class Overloaded(ServiceError):
-    """Every worker is busy and the queue is full: come back shortly."""
-
-    code = "overloaded"
-    status = 503
-    retry_after_seconds = 1
-
-
 class Unauthorized(BadRequest):
     code = "unauthorized"
     status = 401
-
-
-class SandboxUnavailable(ServiceError):
-    """Only the default model runs without the sandbox (ALLOW_UNSANDBOXED_MODELS overrides)."""
-
-    code = "sandbox_unavailable"
-    status = 403

@@ -1,4 +1,5 @@
-"""Prometheus metrics at /metrics. Under gunicorn every process writes its samples into
+"""Prometheus metrics at /metrics: HTTP requests here, the supervisor's own in
+supervisor/metrics.py. Under gunicorn every process writes its samples into
 PROMETHEUS_MULTIPROC_DIR (set up by gunicorn.conf.py) and /metrics sums them all."""
 
 from __future__ import annotations
@@ -10,33 +11,11 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
 )
 
 REQUESTS = Counter("mobilenet_requests_total", "HTTP requests", ["endpoint", "status"])
-LATENCY = Histogram(
-    "mobilenet_latency_seconds",
-    "Time per classification stage: decode, queue (waiting for a worker), worker, total",
-    ["stage"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-WORKER_RESTARTS = Counter("mobilenet_worker_restarts_total", "Model workers reaped and replaced")
-MODEL_CACHE = Counter(
-    "mobilenet_model_cache_total",
-    "Frames that named a model a worker held (hit) or had to carry its bytes (miss)",
-    ["result"],
-)
-BATCH_SIZE = Histogram(
-    "mobilenet_batch_size",
-    "Images per frame sent by dynamic batching (BATCH_MAX_SIZE > 1)",
-    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
-)
-QUEUE_DEPTH = Gauge(
-    "mobilenet_queue_depth", "Requests waiting for a model worker", multiprocess_mode="livesum"
-)
 
 bp = Blueprint("metrics", __name__)
 

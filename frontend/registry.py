@@ -11,8 +11,8 @@ from frontend.errors import InvalidField, ModelTooLarge
 from frontend.labels import align_labels, parse_labels
 from frontend.models import ModelSource
 from frontend.store import ModelStore, StoredModel
-from frontend.transport import Transport
 from protocol import Normalization, Request, RequestHeader
+from supervisor.transport import Transport
 
 
 def describe_request(model: ModelSource) -> Request:

@@ -18,13 +18,12 @@ from frontend.errors import (
     DefaultModelMissing,
     ModelIsDefault,
     ModelNotFound,
-    SandboxUnavailable,
 )
 from frontend.models import ModelSource, default_files, from_stored
 from frontend.registry import describe_request, register
 from frontend.store import ModelStore, StoredModel
-from frontend.transport import make_transport
-from protocol import Normalization, ServiceError
+from frontend.workers import make_transport
+from protocol import Normalization, SandboxUnavailable, ServiceError
 
 current_logger = logging.getLogger("gunicorn.error")
 SOURCE_CACHE_SIZE = 8

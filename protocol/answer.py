@@ -72,6 +72,47 @@ ANSWER_LENGTH = struct.Struct(">I")
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
+class AnswerReader:
+    """Incremental reader of stream answers, the counterpart of `encode_stream_answer`: feed
+    bytes with `receive_data`, take answer bodies with `next_answer`. The same over a worker's
+    pipe and a TCP connection. An announced length over the limit is refused before anything
+    is buffered for it."""
+
+    def __init__(self, max_bytes: int = MAX_ANSWER_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._buffer = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def needed(self) -> int:
+        """How many more bytes the next answer needs (0 when one is complete)."""
+        if len(self._buffer) < ANSWER_LENGTH.size:
+            return ANSWER_LENGTH.size - len(self._buffer)
+        return max(0, ANSWER_LENGTH.size + self._length() - len(self._buffer))
+
+    def next_answer(self) -> bytes | None:
+        """The next complete answer body, or None when more bytes are needed."""
+        if len(self._buffer) < ANSWER_LENGTH.size:
+            return None
+        end = ANSWER_LENGTH.size + self._length()
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[ANSWER_LENGTH.size : end])
+        del self._buffer[:end]
+        return body
+
+    def _length(self) -> int:
+        (length,) = ANSWER_LENGTH.unpack_from(self._buffer)
+        if length > self.max_bytes:
+            raise WorkerCrashed(f"the worker announced an answer of {length} bytes")
+        return length
+
+
 def encode_stream_answer(
     rows: list[list[float]] | None = None,
     description: dict[str, Any] | None = None,

@@ -133,6 +133,21 @@ class WorkerUnavailable(ServiceError):
     status = 503
 
 
+class SandboxUnavailable(ServiceError):
+    """Only the default model runs without the sandbox (ALLOW_UNSANDBOXED_MODELS overrides)."""
+
+    code = "sandbox_unavailable"
+    exit_code = 9
+    status = 403
+
+
+class Overloaded(WorkerUnavailable):
+    """Every worker is busy and the queue is full: come back shortly (HTTP Retry-After)."""
+
+    code = "overloaded"
+    retry_after_seconds = 1
+
+
 def error_for_exit(status: int, detail: str = "") -> ServiceError:
     """The error for a worker that ended with `status` (negative: killed by that signal)
     without writing an answer. SIGXCPU, and SIGKILL past the hard limit, end a CPU overrun."""

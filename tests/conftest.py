@@ -75,6 +75,19 @@ def broken_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A Docker engine with the service's image built (make compose-test); a dockerd started
+    for it is stopped afterwards."""
+    from tools import docker_engine
+
+    daemon = docker_engine.ready(log=tmp_path_factory.mktemp("docker") / "dockerd.log")
+    yield
+    if daemon is not None:
+        daemon.terminate()
+        daemon.wait(60)
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     started = start_gunicorn(tmp_path_factory.mktemp("server"))
     yield started

@@ -14,12 +14,12 @@ from conftest import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start
 from prometheus_client.parser import text_string_to_metric_families
 from test_registry import register
 
-from frontend.batching import Batcher
 from frontend.images import prepare_image
 from frontend.labels import parse_labels
-from frontend.pool import PoolSettings, WorkerPool
 from protocol import InputShapeMismatch, Request, RequestHeader
-from worker.launcher import LaunchSettings
+from supervisor.batching import Batcher
+from supervisor.launcher import LaunchSettings
+from supervisor.pool import PoolSettings, WorkerPool
 
 LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
 PHOTOS = {"cat.jpg": "Egyptian cat", "grace_hopper.jpg": "military uniform", "parrot.jpg": "macaw"}

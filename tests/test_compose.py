@@ -1,5 +1,6 @@
-"""docker-compose.yml: the file is valid, and the frontend with the TCP transport works against a
-worker started with exactly the command the compose file gives (no Docker engine here)."""
+"""docker-compose.yml without Docker: the file is valid, and the frontend with the TCP transport
+works against the worker service started with exactly the command the compose file gives.
+`make compose-test` runs the stack itself (tests/test_compose_stack.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import IMAGES, ROOT, Server, start_gunicorn
+from conftest import BIRD_LABELS, BIRD_MODEL, IMAGES, MODELS, ROOT, Server, start_gunicorn
 
 from tools.server import free_port
 
@@ -29,26 +30,32 @@ def test_compose_config_is_valid() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert set(yaml.safe_load(result.stdout)["services"]) == {"models", "worker", "frontend"}
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) == {"models", "worker", "frontend"}
+    # one image for every service, built once
+    assert {s["image"] for s in services.values()} == {"mobilenet-service:latest"}
 
 
 def worker_command(port: int) -> list[str]:
-    command = [part.replace("9000", str(port)) for part in COMPOSE["services"]["worker"]["command"]]
-    assert command[0] == "mobilenet-worker"  # the console script the image installs
-    return [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    """The compose file's worker command, with this machine's interpreter and models."""
+    command = COMPOSE["services"]["worker"]["command"]
+    assert command[0] == "python"
+    return [
+        sys.executable,
+        *(part.replace("9000", str(port)).replace("/models", str(MODELS)) for part in command[1:]),
+    ]
 
 
 @pytest.fixture(scope="module")
 def tcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     worker = subprocess.Popen(worker_command(port), cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert "listening" in worker.stdout.readline()
+    assert "listening" in worker.stdout.readline()  # after the warm-up
     frontend_env = dict(COMPOSE["services"]["frontend"]["environment"])
     frontend_env.update(
         WORKER_ADDRESS=f"127.0.0.1:{port}",
-        MODEL_DIR=os.environ.get("MODEL_DIR", str(ROOT / "models")),
+        MODEL_DIR=str(MODELS),
     )
-    frontend_env.pop("PORT")
     server = start_gunicorn(tmp_path_factory.mktemp("tcp"), frontend_env)
     yield server
     server.stop()
@@ -95,3 +102,40 @@ def test_unreachable_worker_is_503(tmp_path: Path) -> None:
         assert requests.get(server.url + "/readyz", timeout=30).status_code == 503
     finally:
         server.stop()
+
+
+def test_without_a_sandbox_the_service_runs_only_its_default_model(tmp_path: Path) -> None:
+    """As on a Swarm node, where bwrap cannot get the seccomp setting it needs."""
+    port = free_port()
+    worker = subprocess.Popen(
+        worker_command(port),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BWRAP_PATH": str(tmp_path / "no-such-bwrap"), "POOL_SIZE": "1"},
+    )
+    try:
+        assert "listening" in worker.stdout.readline()
+        env = {**COMPOSE["services"]["frontend"]["environment"], "MODEL_DIR": str(MODELS)}
+        env["WORKER_ADDRESS"] = f"127.0.0.1:{port}"
+        server = start_gunicorn(tmp_path, env)
+        try:
+            cat = requests.post(
+                server.url + "/api/v1/classify",
+                files={"image": (IMAGES / "cat.jpg").read_bytes()},
+                timeout=60,
+            )
+            assert cat.json()["predictions"][0]["label"] == "Egyptian cat"
+            refused = requests.post(
+                server.url + "/api/v1/models",
+                files={"model": BIRD_MODEL.read_bytes(), "labels": BIRD_LABELS.read_bytes()},
+                timeout=60,
+            )
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["code"] == "sandbox_unavailable"
+        finally:
+            server.stop()
+    finally:
+        worker.terminate()
+        assert "not installed" in worker.communicate(timeout=30)[1]

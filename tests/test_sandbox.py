@@ -18,7 +18,7 @@ from conftest import BIRD_LABELS, BIRD_MODEL, DEFAULT_MODEL, IMAGES, ROOT, start
 from test_pool import model_workers, wait_for
 from test_registry import register
 
-from worker.sandbox import Sandbox, find_bwrap, sandbox_environment
+from supervisor.sandbox import Sandbox, find_bwrap, sandbox_environment
 
 PROBE = r"""
 import json, os, socket, sys
@@ -147,8 +147,8 @@ def test_workers_outlive_the_thread_that_asked_for_them(bwrap: str) -> None:
     one long-lived thread, so a warm-up thread that ends takes no worker with it."""
     from test_batching import request_for
 
-    from frontend.pool import PoolSettings, WorkerPool
-    from worker.launcher import LaunchSettings
+    from supervisor.launcher import LaunchSettings
+    from supervisor.pool import PoolSettings, WorkerPool
 
     pool = WorkerPool(PoolSettings(size=2, launch=LaunchSettings(sandbox=Sandbox(bwrap))))
     try:

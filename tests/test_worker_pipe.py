@@ -22,7 +22,7 @@ from conftest import (
 
 from frontend.labels import parse_labels
 from protocol import Normalization, Request, RequestHeader, encode_request
-from worker.launcher import LaunchSettings, run_frame
+from supervisor.launcher import LaunchSettings, run_frame
 from worker.limits import Limits
 
 LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
@@ -125,7 +125,7 @@ def test_launcher_memory_limit_is_reported_not_hung() -> None:
 
 
 def test_worker_environment_is_clean(monkeypatch) -> None:
-    from worker.launcher import _clean_environment
+    from supervisor.launcher import _clean_environment
 
     monkeypatch.setenv("ADMIN_TOKEN", "secret")
     env = _clean_environment("/tmp/x")

@@ -22,7 +22,7 @@ from protocol import (
     decode_stream_answer,
     encode_request,
 )
-from worker.launcher import LaunchSettings, WarmWorker
+from supervisor.launcher import LaunchSettings, WarmWorker
 from worker.limits import Limits
 
 LABELS = parse_labels(IMAGENET_LABELS.read_bytes())

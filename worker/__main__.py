@@ -1,10 +1,9 @@
-"""`python -m worker`: one frame from stdin to a JSON answer on stdout (the default), or
-`--listen HOST:PORT` to serve frames over TCP."""
+"""`python -m worker`: one frame from stdin to a JSON answer on stdout (the default), or with
+`--serve` a stream of frames (what the supervisor's warm workers run, inside the sandbox)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from worker.limits import Limits
@@ -22,13 +21,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not refuse operations outside the allowlist (trusted models only)",
     )
     parser.add_argument(
-        "--sandbox",
-        choices=("bwrap", "none"),
-        default="bwrap",
-        help="--listen: run each frame's worker inside bubblewrap (default) or not",
-    )
-    parser.add_argument("--listen", metavar="HOST:PORT", help="serve frames over TCP instead")
-    parser.add_argument(
         "--serve",
         action="store_true",
         help="stay alive: a stream of frames on stdin, binary answers on stdout",
@@ -39,46 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1024,
         help="--serve: memory budget for loaded models (default 1024)",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="frames run at once in --listen mode",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="wall-clock seconds per frame in --listen mode"
-    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
-    if args.listen:
-        from worker.launcher import LaunchSettings
-        from worker.sandbox import Sandbox, find_bwrap
-        from worker.tcp import serve
-
-        host, _, port = args.listen.rpartition(":")
-        sandbox = None
-        if args.sandbox == "bwrap":
-            bwrap = find_bwrap()
-            if bwrap is None:
-                print(
-                    "bwrap is not installed: install bubblewrap or pass --sandbox none",
-                    file=sys.stderr,
-                )
-                return 1
-            sandbox = Sandbox(bwrap)
-        settings = LaunchSettings(
-            timeout_seconds=args.timeout,
-            threads=args.threads,
-            limits=limits,
-            sandbox=sandbox,
-            check_ops=not args.allow_any_op,
-        )
-        serve(host or "0.0.0.0", int(port), settings, args.concurrency)
-        return 0
     options = RuntimeOptions(threads=args.threads, check_ops=not args.allow_any_op)
     if args.serve:
         from worker.serve import main as serve_stream

@@ -1,6 +1,6 @@
 """Starting limited worker processes: `run_frame` runs one frame in a fresh one (the process
-transport and the TCP server); `WarmWorker` is a long-lived one in serve mode (the pool).
-Importing this module does not import TensorFlow."""
+transport); `WarmWorker` is a long-lived one in serve mode (the pool). Importing this module
+does not import TensorFlow."""
 
 from __future__ import annotations
 
@@ -13,20 +13,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from protocol import (
-    ANSWER_LENGTH,
+    AnswerReader,
     WorkerCrashed,
     WorkerTimeout,
     encode_error,
     error_for_exit,
 )
-from protocol.answer import MAX_ANSWER_BYTES
+from supervisor.sandbox import PACKAGES_ROOT, Sandbox, clean_environment, sandbox_environment
 from worker.limits import Limits
-from worker.sandbox import Sandbox, clean_environment, sandbox_environment
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ class LaunchSettings:
 
 def _clean_environment(workdir: str) -> dict[str, str]:
     """Outside a sandbox (and for bwrap itself): the worker's temporary folder as home."""
-    return clean_environment(workdir, str(PROJECT_ROOT))
+    return clean_environment(workdir, str(PACKAGES_ROOT))
 
 
 def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:
@@ -123,10 +119,10 @@ class WarmWorker:
         deadline = time.monotonic() + timeout
         try:
             self._write_all(frame, deadline)
-            length = ANSWER_LENGTH.unpack(self._read_exact(ANSWER_LENGTH.size, deadline))[0]
-            if length > MAX_ANSWER_BYTES:
-                raise WorkerCrashed(f"the worker announced an answer of {length} bytes")
-            body = self._read_exact(length, deadline)
+            body = self._read_answer(deadline)
+        except WorkerCrashed:
+            self.kill()
+            raise
         except TimeoutError:
             self.kill()
             raise WorkerTimeout(f"the worker took longer than {timeout:g} s") from None
@@ -146,17 +142,16 @@ class WarmWorker:
             except BlockingIOError:
                 continue
 
-    def _read_exact(self, size: int, deadline: float) -> bytes:
-        fd, chunks, missing = self.process.stdout.fileno(), [], size
-        while missing:
+    def _read_answer(self, deadline: float) -> bytes:
+        fd, reader = self.process.stdout.fileno(), AnswerReader()
+        while (body := reader.next_answer()) is None:
             if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 raise TimeoutError
-            chunk = os.read(fd, missing)
+            chunk = os.read(fd, reader.needed())
             if not chunk:
                 raise EOFError
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
+            reader.receive_data(chunk)
+        return body
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

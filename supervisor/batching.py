@@ -10,13 +10,10 @@ import copy
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from frontend.metrics import BATCH_SIZE
 from protocol import Request, RequestHeader, ServiceError
-
-if TYPE_CHECKING:
-    from frontend.transport import Answer, Transport
+from supervisor.metrics import BATCH_SIZE
+from supervisor.transport import Answer, Transport
 
 
 def _batch_key(header: RequestHeader) -> tuple:

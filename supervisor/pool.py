@@ -7,6 +7,10 @@ idle worker, preferring one that already holds its model, which is then named by
 instead of resent. Waiting requests are bounded: past the bound the caller gets Overloaded
 (HTTP 503 with Retry-After). A worker that dies mid-request is replaced and the request is
 retried once on another worker.
+
+The worker class is a parameter (as gunicorn's `worker_class`): the real one is `WarmWorker`;
+the pool's own tests give it fakes, so its overload, retry, reap and timeout rules are checked
+without processes.
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ import dataclasses
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from frontend.errors import Overloaded
-from frontend.metrics import LATENCY, MODEL_CACHE, QUEUE_DEPTH, WORKER_RESTARTS
 from protocol import (
     ModelUnknown,
+    Overloaded,
     Request,
     ServiceError,
     WorkerCrashed,
@@ -31,9 +35,29 @@ from protocol import (
     decode_stream_answer,
     encode_request,
 )
-from worker.launcher import LaunchSettings, WarmWorker
+from supervisor.launcher import LaunchSettings, WarmWorker
+from supervisor.metrics import LATENCY, MODEL_CACHE, QUEUE_DEPTH, WORKER_RESTARTS
+from supervisor.transport import Answer
 
-Answer = tuple[list[list[float]], dict[str, Any] | None]
+
+class Worker(Protocol):
+    """What the pool needs of a worker process (WarmWorker, or a test's fake)."""
+
+    models: set[str]  # sha256 of the models it holds
+
+    @property
+    def pid(self) -> int: ...
+
+    def alive(self) -> bool: ...
+
+    def exchange(self, frame: bytes, timeout: float) -> bytes: ...
+
+    def kill(self) -> None: ...
+
+    def stop(self, grace: float = 5.0) -> None: ...
+
+
+WorkerClass = Callable[[LaunchSettings, int], Worker]
 
 
 @dataclass(frozen=True)
@@ -52,10 +76,11 @@ def _by_reference(request: Request, sha256: str) -> Request:
 
 
 class WorkerPool:
-    def __init__(self, settings: PoolSettings) -> None:
+    def __init__(self, settings: PoolSettings, worker_class: WorkerClass = WarmWorker) -> None:
         self.settings = settings
+        self._worker_class = worker_class
         self._changed = threading.Condition()
-        self._idle: list[WarmWorker] = []
+        self._idle: list[Worker] = []
         self._count = 0  # idle + busy + being spawned
         self._waiting = 0
         self._closed = False
@@ -67,22 +92,22 @@ class WorkerPool:
 
     # --- spawn, reap, replace --------------------------------------------------------------
 
-    def _spawn(self) -> WarmWorker:
+    def _spawn(self) -> Worker:
         # Always from the one spawner thread: the sandbox kills a worker when the thread that
         # started it ends (bwrap's --die-with-parent is PR_SET_PDEATHSIG, which is per
         # thread), and the warm-up thread, for one, ends.
         return self._spawner.submit(
-            WarmWorker, self.settings.launch, self.settings.cache_mb
+            self._worker_class, self.settings.launch, self.settings.cache_mb
         ).result()
 
-    def _acquire(self, sha256: str) -> WarmWorker:
+    def _acquire(self, sha256: str) -> Worker:
         started = time.monotonic()
         try:
             return self._wait_for_worker(sha256, started + self.settings.timeout)
         finally:
             LATENCY.labels("queue").observe(time.monotonic() - started)
 
-    def _wait_for_worker(self, sha256: str, deadline: float) -> WarmWorker:
+    def _wait_for_worker(self, sha256: str, deadline: float) -> Worker:
         with self._changed:
             if not self._idle and self._waiting >= self.settings.queue_limit:
                 raise Overloaded(f"{self._waiting} requests are already waiting for a worker")
@@ -115,7 +140,7 @@ class WorkerPool:
                 self._changed.notify()
             raise WorkerUnavailable(f"a worker could not be started: {exc}") from None
 
-    def _release(self, worker: WarmWorker) -> None:
+    def _release(self, worker: Worker) -> None:
         """Back to the idle list; a dead worker is reaped and its place freed for a new one."""
         if not worker.alive():
             self._reap(worker)
@@ -128,7 +153,7 @@ class WorkerPool:
             self._idle.append(worker)
             self._changed.notify()
 
-    def _reap(self, worker: WarmWorker) -> None:
+    def _reap(self, worker: Worker) -> None:
         worker.kill()
         with self._changed:
             self._count -= 1
@@ -195,7 +220,7 @@ class WorkerPool:
                 self._release(worker)
         raise AssertionError("unreachable")
 
-    def _run_on(self, worker: WarmWorker, request: Request, sha256: str) -> Answer:
+    def _run_on(self, worker: Worker, request: Request, sha256: str) -> Answer:
         timeout = self.settings.timeout
         if sha256 in worker.models:
             try:

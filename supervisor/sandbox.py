@@ -12,14 +12,19 @@ parent. The worker then applies its rlimits (address space, CPU time, no core fi
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+import protocol
+import worker
+
+# The two packages a worker runs (and nothing else of ours), and the folder that holds them.
+PACKAGES = {p.__name__: Path(p.__file__).resolve().parent for p in (worker, protocol)}
+PACKAGES_ROOT = PACKAGES["worker"].parent
 APP = "/app"  # where the worker's packages appear inside
 VENV = "/venv"  # where the virtualenv appears inside, wherever it lives outside (even /tmp)
-PACKAGES = ("worker", "protocol")
 
 
 def find_bwrap(command: str = "bwrap") -> str | None:
@@ -52,6 +57,10 @@ def sandboxed_python() -> str:
 @dataclass(frozen=True)
 class Sandbox:
     bwrap: str
+    # "fresh": a /proc of the sandbox's own PID namespace. "host": the surrounding /proc, read
+    # only, for containers whose masked /proc forbids mounting a fresh one (the worker makes
+    # itself non-dumpable, so other sandboxes cannot read its memory or environment there).
+    proc: str = "fresh"
 
     def wrap(self, command: list[str], environment: dict[str, str]) -> list[str]:
         """`command` run inside the sandbox with exactly `environment`; a command that starts
@@ -82,8 +91,7 @@ class Sandbox:
             "/etc/ld.so.cache",
             "--dev",
             "/dev",
-            "--proc",
-            "/proc",
+            *(["--proc", "/proc"] if self.proc == "fresh" else ["--ro-bind", "/proc", "/proc"]),
             "--tmpfs",
             "/tmp",
             "--chdir",
@@ -91,12 +99,24 @@ class Sandbox:
         ]
         for outside, inside in _python_mounts():
             args += ["--ro-bind", outside, inside]
-        for package in PACKAGES:
-            args += ["--ro-bind", str(PROJECT_ROOT / package), f"{APP}/{package}"]
+        for name, folder in PACKAGES.items():
+            args += ["--ro-bind", str(folder), f"{APP}/{name}"]
         args.append("--clearenv")
         for name, value in environment.items():
             args += ["--setenv", name, value]
         return [*args, "--", *command]
+
+    def check(self) -> str | None:
+        """None when a process can be started inside, else what bwrap said (inside a container
+        it needs namespaces that Docker's default seccomp profile forbids: see the README)."""
+        command = self.wrap([sys.executable, "-c", "pass"], sandbox_environment())
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        if result.returncode != 0:
+            return result.stderr.strip() or f"bwrap exited with {result.returncode}"
+        return None
 
 
 def clean_environment(home: str, pythonpath: str) -> dict[str, str]:

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the supervisor: queueing, model caching, restarts, batching and the
+worker service's replicas. The frontend exposes them at /metrics with its own."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY = Histogram(
+    "mobilenet_latency_seconds",
+    "Time per classification stage: decode, queue (waiting for a worker), worker, total",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WORKER_RESTARTS = Counter("mobilenet_worker_restarts_total", "Model workers reaped and replaced")
+MODEL_CACHE = Counter(
+    "mobilenet_model_cache_total",
+    "Frames that named a model a worker held (hit) or had to carry its bytes (miss)",
+    ["result"],
+)
+BATCH_SIZE = Histogram(
+    "mobilenet_batch_size",
+    "Images per frame sent by dynamic batching (BATCH_MAX_SIZE > 1)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
+QUEUE_DEPTH = Gauge(
+    "mobilenet_queue_depth", "Requests waiting for a model worker", multiprocess_mode="livesum"
+)
+REPLICA_FRAMES = Counter(
+    "mobilenet_worker_service_frames_total",
+    "Frames sent to each replica of the worker service (WORKER_TRANSPORT=tcp), by outcome",
+    ["replica", "outcome"],
+)

@@ -1,0 +1,227 @@
+"""The client of the worker service (WORKER_TRANSPORT=tcp): frames to the replicas behind one
+`host:port`, spread over them.
+
+The host name is resolved to every address it has (docker compose's DNS gives one per replica of
+a scaled service) and resolved again every few seconds. Each frame goes to the replica with the
+fewest frames in flight (round-robin among equals), over a kept-alive connection. A model a
+replica already holds is named by sha256 instead of resent. A replica that refuses the
+connection or drops it before answering is left alone for a few seconds and the frame goes to
+another one: classifying is idempotent, so a replica killed mid-request costs that request a
+retry, not an error."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from protocol import (
+    AnswerReader,
+    ModelUnknown,
+    Overloaded,
+    Request,
+    WorkerTimeout,
+    WorkerUnavailable,
+    decode_stream_answer,
+    encode_request,
+)
+from supervisor.metrics import REPLICA_FRAMES
+from supervisor.transport import Answer
+
+RESOLVE_SECONDS = 5.0  # how long a resolution of the service's name is used
+DOWN_SECONDS = 5.0  # how long a replica that failed is skipped
+CONNECT_SECONDS = 3.0
+ANSWER_MARGIN_SECONDS = 5.0  # the service times frames out itself; wait that much longer
+
+
+class _ReplicaFailed(Exception):
+    """The connection failed before an answer came: the frame may go to another replica."""
+
+
+class _Connection:
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.socket = socket.create_connection(address, timeout=CONNECT_SECONDS)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = AnswerReader()
+
+    def exchange(self, frame: bytes, timeout: float) -> bytes:
+        self.socket.settimeout(timeout)
+        self.socket.sendall(frame)
+        while (body := self.reader.next_answer()) is None:
+            chunk = self.socket.recv(max(self.reader.needed(), 65536))
+            if not chunk:
+                raise ConnectionResetError("the worker service closed the connection")
+            self.reader.receive_data(chunk)
+        return body
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
+
+@dataclass
+class _Replica:
+    address: tuple[str, int]
+    in_flight: int = 0
+    picked: int = 0  # when it was last picked (a sequence number): ties go round-robin
+    down_until: float = 0.0
+    models: set[str] = field(default_factory=set)  # sha256 of models it answered for
+    idle: list[_Connection] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+
+class RemoteWorkers:
+    sandboxed = True  # the worker service refuses to start without a working sandbox
+
+    def __init__(self, address: str, timeout: float) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"WORKER_ADDRESS must be host:port, not {address!r}")
+        self.host, self.port = host, int(port)
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._replicas: dict[tuple[str, int], _Replica] = {}
+        self._resolved_at = float("-inf")
+        self._picks = 0
+
+    # --- replicas ---------------------------------------------------------------------------
+
+    def _resolve(self) -> None:
+        """Every address of the service's name, refreshed every RESOLVE_SECONDS (with the
+        lock held)."""
+        if time.monotonic() - self._resolved_at < RESOLVE_SECONDS and self._replicas:
+            return
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            if self._replicas:
+                return  # keep the last answer through a passing DNS failure
+            raise WorkerUnavailable(
+                f"cannot resolve the worker service {self.host}:{self.port}: {exc}"
+            ) from None
+        addresses = {info[4][:2] for info in infos}
+        for gone in set(self._replicas) - addresses:
+            for connection in self._replicas.pop(gone).idle:
+                connection.close()
+        for address in addresses - set(self._replicas):
+            self._replicas[address] = _Replica(address)
+        self._resolved_at = time.monotonic()
+
+    def _pick(self, tried: set[tuple[str, int]]) -> _Replica:
+        with self._lock:
+            self._resolve()
+            now = time.monotonic()
+            candidates = [r for a, r in self._replicas.items() if a not in tried]
+            if not candidates:
+                raise WorkerUnavailable(
+                    f"no replica of the worker service {self.host}:{self.port} answered"
+                )
+            up = [r for r in candidates if r.down_until <= now] or candidates
+            replica = min(up, key=lambda r: (r.in_flight, r.picked))
+            replica.in_flight += 1
+            self._picks += 1
+            replica.picked = self._picks
+            return replica
+
+    def replicas(self) -> list[str]:
+        with self._lock:
+            self._resolve()
+            return sorted(r.name for r in self._replicas.values())
+
+    # --- frames -----------------------------------------------------------------------------
+
+    def exchange(self, request: Request, batchable: bool = False) -> Answer:
+        sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        tried: set[tuple[str, int]] = set()
+        while True:
+            replica = self._pick(tried)
+            tried.add(replica.address)
+            try:
+                answer = self._exchange_on(replica, request, sha256)
+            except (_ReplicaFailed, Overloaded) as exc:
+                REPLICA_FRAMES.labels(replica.name, "failed").inc()
+                with self._lock:
+                    if isinstance(exc, _ReplicaFailed):
+                        replica.down_until = time.monotonic() + DOWN_SECONDS
+                    more = any(a not in tried for a in self._replicas)
+                if not more:
+                    if isinstance(exc, Overloaded):
+                        raise
+                    raise WorkerUnavailable(
+                        f"the worker service at {replica.name} failed: {exc}"
+                    ) from None
+                continue
+            finally:
+                with self._lock:
+                    replica.in_flight -= 1
+            REPLICA_FRAMES.labels(replica.name, "answered").inc()
+            return answer
+
+    def _exchange_on(self, replica: _Replica, request: Request, sha256: str) -> Answer:
+        if sha256 in replica.models:
+            by_reference = Request(
+                dataclasses.replace(request.header, model_length=0, model_sha256=sha256),
+                b"",
+                request.pixels,
+            )
+            try:
+                return decode_stream_answer(self._send(replica, encode_request(by_reference)))
+            except ModelUnknown:  # it evicted the model since: send the bytes
+                replica.models.discard(sha256)
+        answer = decode_stream_answer(self._send(replica, encode_request(request)))
+        replica.models.add(sha256)
+        return answer
+
+    def _send(self, replica: _Replica, frame: bytes) -> bytes:
+        with self._lock:
+            kept = replica.idle.pop() if replica.idle else None
+        if kept is not None:
+            try:
+                return self._send_over(replica, kept, frame)
+            except _ReplicaFailed:
+                pass  # a kept connection may have gone stale: one fresh try before giving up
+        try:
+            connection = _Connection(replica.address)
+        except OSError as exc:
+            raise _ReplicaFailed(str(exc)) from None
+        return self._send_over(replica, connection, frame)
+
+    def _send_over(self, replica: _Replica, connection: _Connection, frame: bytes) -> bytes:
+        try:
+            body = connection.exchange(frame, self.timeout + ANSWER_MARGIN_SECONDS)
+        except TimeoutError:
+            connection.close()
+            raise WorkerTimeout(
+                f"the worker service at {replica.name} took longer than {self.timeout:g} s"
+            ) from None
+        except OSError as exc:
+            connection.close()
+            raise _ReplicaFailed(str(exc)) from None
+        with self._lock:
+            replica.idle.append(connection)
+        return body
+
+    def preload(self, request: Request) -> None:
+        """Send the model to every replica, so that later frames only name it."""
+        sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        for name in self.replicas():
+            host, _, port = name.rpartition(":")
+            with self._lock:
+                replica = self._replicas.get((host, int(port)))
+            if replica is not None:
+                with contextlib.suppress(_ReplicaFailed):
+                    self._exchange_on(replica, request, sha256)
+
+    def close(self) -> None:
+        with self._lock:
+            for replica in self._replicas.values():
+                for connection in replica.idle:
+                    connection.close()
+                replica.idle.clear()

@@ -1,0 +1,25 @@
+"""What every way of reaching workers offers the frontend: a Request in, probability rows (and
+for describe frames the model's description) out, or the ServiceError that stopped it."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from protocol import Request
+
+Answer = tuple[list[list[float]], dict[str, Any] | None]
+
+
+class Transport(Protocol):
+    sandboxed: bool  # whether models run inside the sandbox (supervisor/sandbox.py)
+
+    def exchange(self, request: Request, batchable: bool = False) -> Answer:
+        """`batchable`: the model takes any batch size, so the request may share a frame with
+        others; only the Batcher acts on it."""
+        ...
+
+    def preload(self, request: Request) -> None:
+        """Load the model of `request` wherever models stay loaded (the pool's warm-up)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,148 @@
+"""The worker service's protocol and its client, over real loopback sockets with fake pools
+behind each replica: frames spread over replicas, models named by sha256 once a replica holds
+them, and a replica that dies (or was never there) costs a retry elsewhere, not an error."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from protocol import InvalidModel, Request, RequestHeader, WorkerUnavailable
+from supervisor.remote import RemoteWorkers
+from supervisor.server import ModelBytes, WorkerServer
+from supervisor.transport import Answer
+
+MODEL = b"a model's bytes"
+SHA = hashlib.sha256(MODEL).hexdigest()
+
+
+class FakePool:
+    """Stands in for a warm pool: answers [[index]] and records what it was given."""
+
+    sandboxed = True
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.frames: list[Request] = []
+        self.lock = threading.Lock()
+
+    def exchange(self, request: Request, batchable: bool = False) -> Answer:
+        if request.model == b"broken":
+            raise InvalidModel("not a model")
+        with self.lock:
+            self.frames.append(request)
+        return [[float(self.index)]], None
+
+    def preload(self, request: Request) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class KillableServer(WorkerServer):
+    """The real server, keeping its connections so that `Replica.stop` can cut them all, as
+    the death of its container does."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.connections: list[socket.socket] = []
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        connection, address = super().get_request()
+        self.connections.append(connection)
+        return connection, address
+
+
+class Replica:
+    """A real WorkerServer on `host:port` (0: any free port) in front of a FakePool."""
+
+    def __init__(self, index: int, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.pool = FakePool(index)
+        self.server = KillableServer((host, port), self.pool, 1 << 20)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for connection in self.server.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def request(model: bytes = MODEL) -> Request:
+    header = RequestHeader(height=2, width=2, model_length=len(model))
+    return Request(header, model, bytes(12))
+
+
+@pytest.fixture
+def one() -> Iterator[Replica]:
+    replica = Replica(0)
+    yield replica
+    replica.stop()
+
+
+def test_a_model_crosses_the_network_once_per_replica(one: Replica) -> None:
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
+    for _ in range(5):
+        assert workers.exchange(request()) == ([[0.0]], None)
+    # The service got the bytes once, then frames that only name the model, completed by it.
+    assert [f.model for f in one.pool.frames] == [MODEL] * 5
+    assert all(f.header.model_sha256 in (None, SHA) for f in one.pool.frames)
+    workers.close()
+
+
+def test_model_errors_come_back_as_themselves(one: Replica) -> None:
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
+    with pytest.raises(InvalidModel, match="not a model"):
+        workers.exchange(request(b"broken"))
+    assert workers.exchange(request()) == ([[0.0]], None)  # the connection still serves
+
+
+def test_a_replica_that_forgot_a_model_is_sent_it_again(one: Replica) -> None:
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
+    workers.exchange(request())
+    one.server.models = ModelBytes(1 << 20)  # as if the service had restarted
+    assert workers.exchange(request()) == ([[0.0]], None)
+
+
+def test_frames_spread_over_replicas_and_survive_one_dying(monkeypatch) -> None:
+    """Two replicas behind one name, as compose's DNS gives for a scaled service: the same
+    port on two addresses."""
+    first = Replica(0, "127.0.0.1")
+    replicas = [first, Replica(1, "127.0.0.2", first.port)]
+
+    resolve = socket.getaddrinfo
+
+    def both(host: str, port: int, *args, **kwargs) -> list[tuple]:
+        if host != "worker":
+            return resolve(host, port, *args, **kwargs)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+            for address in ("127.0.0.1", "127.0.0.2")
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", both)
+    workers = RemoteWorkers(f"worker:{first.port}", timeout=5)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: workers.exchange(request())[0][0][0], range(40)))
+    spread = Counter(answers)
+    assert spread[0.0] >= 10 and spread[1.0] >= 10, spread
+
+    replicas[1].stop()  # dies; its kept connections go stale
+    after = [workers.exchange(request())[0][0][0] for _ in range(10)]
+    assert after == [0.0] * 10
+    replicas[0].stop()
+    with pytest.raises(WorkerUnavailable):
+        workers.exchange(request())
