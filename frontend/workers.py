@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.remote import RemoteWorkers
-
 from supervisor.config import launch_settings, local_pool
 from supervisor.process import ProcessTransport
+from supervisor.remote import RemoteWorkers
 from supervisor.transport import Transport
 
 
