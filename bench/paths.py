@@ -63,7 +63,7 @@ def main() -> None:
 
             def pipe() -> None:
                 subprocess.run(
-                    f"{sys.executable} -m protocol encode --model {DEFAULT_MODEL} --image {IMAGE}"
+                    f"{sys.executable} -m frontend.encode --model {DEFAULT_MODEL} --image {IMAGE}"
                     f" | {sys.executable} -m worker > /dev/null",
                     shell=True,
                     check=True,

@@ -26,6 +26,8 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "MAX_CONTENT_LENGTH": (128 * 1024 * 1024, int),  # bytes per HTTP request
     "MAX_IMAGE_PIXELS": (50_000_000, int),  # over it: 400, checked before decoding
     "DEFAULT_TOP_K": (5, int),
+    # Uploaded or registered models one client may have running at once (per gunicorn process).
+    "UPLOADS_PER_CLIENT": (2, int),
     "ADMIN_TOKEN": ("", str),  # bearer token for registering and deleting models; "": open
     "API_TOKEN": ("", str),  # bearer token for classifying; "": open
     **supervisor_config.SETTINGS,

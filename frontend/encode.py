@@ -1,7 +1,8 @@
-"""`python -m protocol encode --model M --image I`: write a request frame to stdout, so the
-worker can be driven from a shell: `python -m protocol encode ... | python -m worker`.
+"""`python -m frontend.encode --model M --image I`: write a request frame to stdout, so the
+worker can be driven from a shell: `python -m frontend.encode ... | python -m worker`.
 
-The image goes through the frontend's own preparation function (no second copy of it).
+The image goes through the frontend's own preparation function (no second copy of it); the
+frame is `protocol`'s.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import json
 import sys
 from pathlib import Path
 
+from frontend.images import prepare_image
 from protocol.errors import ServiceError
 from protocol.frame import MODEL_FORMATS, Normalization, Request, RequestHeader, encode_request
 
 
 def build_frame(args: argparse.Namespace) -> bytes:
-    from frontend.images import prepare_image
-
     model = Path(args.model).read_bytes()
     pixels = prepare_image(Path(args.image).read_bytes(), (args.size, args.size))
     if args.input_mean is not None or args.input_std is not None:
@@ -41,17 +41,17 @@ def build_frame(args: argparse.Namespace) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m protocol")
-    commands = parser.add_subparsers(dest="command", required=True)
-    encode = commands.add_parser("encode", help="build a request frame from files")
-    encode.add_argument("--model", required=True, help=".tflite or frozen .pb file")
-    encode.add_argument("--image", required=True, help="any image Pillow opens")
-    encode.add_argument("--size", type=int, default=224, help="model input size in pixels")
-    encode.add_argument("--format", choices=MODEL_FORMATS, help="default: detected")
-    encode.add_argument("--input-tensor")
-    encode.add_argument("--output-tensor")
-    encode.add_argument("--input-mean", type=float)
-    encode.add_argument("--input-std", type=float)
+    parser = argparse.ArgumentParser(
+        prog="python -m frontend.encode", description="build a request frame from files"
+    )
+    parser.add_argument("--model", required=True, help=".tflite or frozen .pb file")
+    parser.add_argument("--image", required=True, help="any image Pillow opens")
+    parser.add_argument("--size", type=int, default=224, help="model input size in pixels")
+    parser.add_argument("--format", choices=MODEL_FORMATS, help="default: detected")
+    parser.add_argument("--input-tensor")
+    parser.add_argument("--output-tensor")
+    parser.add_argument("--input-mean", type=float)
+    parser.add_argument("--input-std", type=float)
     args = parser.parse_args(argv)
     try:
         frame = build_frame(args)

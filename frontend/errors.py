@@ -71,6 +71,14 @@ class StoreUnavailable(ServiceError):
     status = 507
 
 
+class TooManyUploads(BadRequest):
+    """This client already has UPLOADS_PER_CLIENT uploaded or registered models running."""
+
+    code = "too_many_uploads"
+    status = 429
+    retry_after_seconds = 1
+
+
 class Unauthorized(BadRequest):
     code = "unauthorized"
     status = 401

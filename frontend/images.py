@@ -1,5 +1,6 @@
 """The one image-preparation function: bytes of any image Pillow opens → RGB uint8 pixels at the
-model's input size. Used by the page, the API and the `protocol encode` CLI alike."""
+model's input size. Used by the page, the API and the frame-building CLI
+(`python -m frontend.encode`) alike."""
 
 from __future__ import annotations
 

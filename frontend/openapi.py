@@ -21,7 +21,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "no such model or route",
         409: "the default model cannot be deleted",
         413: "request or model over its size limit",
-        422: "the model or its labels were refused (op allowlist, tensors, sizes, labels)",
+        422: "the model or its labels were refused (op allowlist, cost, tensors, sizes, labels),"
+        " or the model crashed its worker",
+        429: "this client's uploaded models are already running (Retry-After)",
         502: "the worker died",
         503: "overloaded (Retry-After) or no worker reachable",
         504: "the worker took longer than WORKER_TIMEOUT",
@@ -30,7 +32,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), meanings[s]) for s in statuses}
 
 
-_CLASSIFY_ERRORS = _errors(400, 401, 403, 404, 413, 422, 502, 503, 504, 507)
+_CLASSIFY_ERRORS = _errors(400, 401, 403, 404, 413, 422, 429, 502, 503, 504, 507)
 _BEARER = [{}, {"bearer": []}]  # open unless the token is set
 
 _NORMALIZATION_FIELDS = {
@@ -170,7 +172,7 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Model"), "already registered (same bytes)"),
                     "201": _json(_ref("Model"), "registered"),
-                    **_errors(400, 401, 403, 413, 422, 502, 503, 504, 507),
+                    **_errors(400, 401, 403, 413, 422, 429, 502, 503, 504, 507),
                 },
             },
         },

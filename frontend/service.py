@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from frontend.errors import (
     DefaultModelMissing,
     ModelIsDefault,
     ModelNotFound,
+    TooManyUploads,
 )
 from frontend.models import ModelSource, default_files, from_stored
 from frontend.registry import describe_request, register
@@ -39,6 +42,8 @@ class Service:
         # Stored models as ready-to-send sources (bytes and labels in memory), most recent last.
         self._sources: OrderedDict[str, ModelSource] = OrderedDict()
         self._sources_lock = threading.Lock()
+        self._uploads: Counter[str] = Counter()  # models other than the default running, by client
+        self._uploads_lock = threading.Lock()
 
     # --- models ----------------------------------------------------------------------------
 
@@ -54,7 +59,10 @@ class Service:
                     f"{model_path.parent}: run `make models`"
                 )
             blob = model_path.read_bytes()
-            stored = self.store.get(hashlib.sha256(blob).hexdigest())
+            sha256 = hashlib.sha256(blob).hexdigest()
+            # Ours: it never runs beside uploads, not even for its own registration probe.
+            self.transport.trust(sha256)
+            stored = self.store.get(sha256)
             if stored is None:
                 # Ours, not an upload: registered without the sandbox check.
                 stored, _ = self._register(blob, labels_path.read_bytes(), name=model_path.name)
@@ -78,9 +86,32 @@ class Service:
             "(install bubblewrap, or set ALLOW_UNSANDBOXED_MODELS=1 to accept the risk)"
         )
 
-    def register(self, blob: bytes, labels: bytes, **options: Any) -> tuple[StoredModel, bool]:
+    def register(
+        self, blob: bytes, labels: bytes, client: str = "", **options: Any
+    ) -> tuple[StoredModel, bool]:
         self._require_sandbox(hashlib.sha256(blob).hexdigest())
-        return self._register(blob, labels, **options)
+        with self._upload_slot(client):
+            return self._register(blob, labels, **options)
+
+    @contextmanager
+    def _upload_slot(self, client: str) -> Iterator[None]:
+        """At most UPLOADS_PER_CLIENT models other than the default run for one client at once
+        (in this gunicorn process): one client cannot queue up the upload workers for all."""
+        limit = self.config["UPLOADS_PER_CLIENT"]
+        with self._uploads_lock:
+            if self._uploads[client] >= limit:
+                raise TooManyUploads(
+                    f"{limit} of this client's uploaded or registered models are already "
+                    "running; wait for one to finish (UPLOADS_PER_CLIENT)"
+                )
+            self._uploads[client] += 1
+        try:
+            yield
+        finally:
+            with self._uploads_lock:
+                self._uploads[client] -= 1
+                if not self._uploads[client]:
+                    del self._uploads[client]
 
     def _register(self, blob: bytes, labels: bytes, **options: Any) -> tuple[StoredModel, bool]:
         return register(
@@ -155,16 +186,21 @@ class Service:
         model: ModelSource,
         normalization: Normalization,
         top_k: int,
+        client: str = "",
     ) -> Classification:
-        return classify_image(
-            image,
-            model,
-            self.transport,
-            default_size=self.config["INPUT_SIZE"],
-            normalization=normalization,
-            top_k=top_k,
-            max_pixels=self.config["MAX_IMAGE_PIXELS"],
-        )
+        """`client` (the caller's address) counts against UPLOADS_PER_CLIENT unless the model
+        is the default."""
+        slot = nullcontext() if self.is_default(model.sha256) else self._upload_slot(client)
+        with slot:
+            return classify_image(
+                image,
+                model,
+                self.transport,
+                default_size=self.config["INPUT_SIZE"],
+                normalization=normalization,
+                top_k=top_k,
+                max_pixels=self.config["MAX_IMAGE_PIXELS"],
+            )
 
 
 def init_app(app: Flask) -> None:

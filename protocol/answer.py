@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from protocol.errors import ServiceError, WorkerCrashed, error_from_code
+from protocol.errors import AnswerMismatch, ServiceError, WorkerCrashed, error_from_code
 
 
 def encode_probabilities(probabilities: Sequence[float] | Sequence[Sequence[float]]) -> bytes:
@@ -63,9 +63,10 @@ def decode_answer(data: bytes) -> tuple[list[list[float]], dict[str, Any] | None
     raise WorkerCrashed(f"worker answer has an unexpected shape: {data[:200]!r}")
 
 
-# --- stream answers (worker serve mode) ---------------------------------------------------
+# --- stream answers (worker serve mode, the worker service) --------------------------------
 # A 4-byte big-endian length, then a msgpack map: {"probabilities": float32 little-endian bytes,
-# "rows": n, "classes": k} (plus "model": {...} for describe frames), or {"error": {...}}.
+# "rows": n, "classes": k} (plus "model": {...} for describe frames), or {"error": {...}}; both
+# with "request_id", the frame's own echoed.
 # Binary floats: JSON costs more than the model itself for 1001 classes at high rates.
 
 ANSWER_LENGTH = struct.Struct(">I")
@@ -117,7 +118,10 @@ def encode_stream_answer(
     rows: list[list[float]] | None = None,
     description: dict[str, Any] | None = None,
     error: ServiceError | None = None,
+    request_id: int | None = None,
 ) -> bytes:
+    """The answer to the frame that carried `request_id` (echoed; None for a frame that could
+    not be read)."""
     if error is not None:
         body: dict[str, Any] = {"error": error.to_dict()}
     else:
@@ -128,17 +132,33 @@ def encode_stream_answer(
         body = {"probabilities": flat.tobytes(), "rows": len(rows), "classes": len(rows[0])}
         if description is not None:
             body["model"] = description
+    body["request_id"] = request_id
     encoded = msgpack.packb(body, use_bin_type=True)
     return ANSWER_LENGTH.pack(len(encoded)) + encoded
 
 
-def decode_stream_answer(body: bytes) -> tuple[list[list[float]], dict[str, Any] | None]:
-    """Rows of probabilities and the description (or None); raises the reported ServiceError."""
+def _unpack(body: bytes) -> dict[str, Any]:
     try:
         answer = msgpack.unpackb(body, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise WorkerCrashed(f"worker answer is not msgpack: {exc}") from None
-    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+    if not isinstance(answer, dict):
+        raise WorkerCrashed("worker answer is not a msgpack map")
+    return answer
+
+
+def decode_stream_answer(
+    body: bytes, request_id: int | None = None
+) -> tuple[list[list[float]], dict[str, Any] | None]:
+    """Rows of probabilities and the description (or None); raises the reported ServiceError.
+    With `request_id`, an answer that does not echo it raises AnswerMismatch first: it is not
+    this frame's answer, whatever it says."""
+    answer = _unpack(body)
+    if request_id is not None and answer.get("request_id") != request_id:
+        raise AnswerMismatch(
+            f"the worker answered request {answer.get('request_id')!r} to request {request_id}"
+        )
+    if isinstance(answer.get("error"), dict):
         error = answer["error"]
         raise error_from_code(str(error.get("code")), str(error.get("message")))
     try:

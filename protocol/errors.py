@@ -96,6 +96,19 @@ class ModelFailed(ModelError):
     code = "model_failed"
 
 
+class ModelTooCostly(ModelError):
+    """The graph's own shapes say it needs far more arithmetic or memory than a classifier."""
+
+    code = "model_too_costly"
+
+
+class ModelCrashed(ModelError):
+    """An uploaded model crashed its worker, hung it past its timeout or made it write answers
+    that were not its frame's. Not retried; refused at once for a while after."""
+
+    code = "model_crashed"
+
+
 # --- resources: the worker was stopped ----------------------------------------------------
 
 
@@ -117,6 +130,13 @@ class WorkerCrashed(ServiceError):
     code = "worker_crashed"
     exit_code = 6
     status = 502
+
+
+class AnswerMismatch(WorkerCrashed):
+    """An answer that does not echo the request id of the frame in hand: forged, stray or out of
+    step. The worker that wrote it is killed; only the frame in hand fails."""
+
+    code = "worker_answer_mismatch"
 
 
 class ModelUnknown(ServiceError):
@@ -148,12 +168,29 @@ class Overloaded(WorkerUnavailable):
     retry_after_seconds = 1
 
 
+def exit_signal(status: int) -> signal.Signals | None:
+    """The signal that ended a process with exit status `status`: negative for the process
+    itself, 128 + the signal when bwrap reports its sandboxed child's death."""
+    number = -status if status < 0 else status - 128 if 128 < status < 128 + 65 else 0
+    try:
+        return signal.Signals(number) if number else None
+    except ValueError:
+        return None
+
+
+def describe_exit(status: int) -> str:
+    killer = exit_signal(status)
+    return f"killed by {killer.name}" if killer else f"exit {status}"
+
+
 def error_for_exit(status: int, detail: str = "") -> ServiceError:
-    """The error for a worker that ended with `status` (negative: killed by that signal)
-    without writing an answer. SIGXCPU, and SIGKILL past the hard limit, end a CPU overrun."""
-    if status in (-signal.SIGXCPU, -signal.SIGKILL):
-        return ResourceExhausted(f"the worker exceeded its CPU limit (exit {status})")
-    return WorkerCrashed(f"the worker died with exit {status}" + (f": {detail}" if detail else ""))
+    """The error for a worker that ended with `status` without writing an answer. SIGXCPU,
+    and SIGKILL past the hard limit, end a CPU overrun."""
+    if exit_signal(status) in (signal.SIGXCPU, signal.SIGKILL):
+        return ResourceExhausted(f"the worker exceeded its CPU limit ({describe_exit(status)})")
+    return WorkerCrashed(
+        f"the worker died ({describe_exit(status)})" + (f": {detail}" if detail else "")
+    )
 
 
 def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:

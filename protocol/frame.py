@@ -69,6 +69,9 @@ class RequestHeader:
     # The model named by the sha256 of its bytes. With model_length 0 the worker uses its cached
     # copy, or answers `model_unknown` so the sender can resend the blob.
     model_sha256: str | None = None
+    # Chosen by the sender for each frame of a stream; the answer echoes it, so an answer that
+    # belongs to no frame in hand (forged, stray, out of step) is told apart.
+    request_id: int | None = None
 
     @property
     def pixels_length(self) -> int:
@@ -89,6 +92,7 @@ class RequestHeader:
             "normalization": self.normalization.to_wire(),
             "describe": self.describe,
             "model_sha256": self.model_sha256,
+            "request_id": self.request_id,
         }
 
 
@@ -141,6 +145,18 @@ def _optional_sha256(wire: dict[str, Any]) -> str | None:
         return None
     if not (isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")):
         raise BadHeader(f"model_sha256 must be 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+MAX_REQUEST_ID = (1 << 64) - 1
+
+
+def _optional_request_id(wire: dict[str, Any]) -> int | None:
+    value = wire.get("request_id")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_REQUEST_ID:
+        raise BadHeader(f"request_id must be an unsigned 64-bit integer, got {value!r}")
     return value
 
 
@@ -197,6 +213,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         normalization=parse_normalization(wire.get("normalization")),
         describe=_optional_flag(wire, "describe"),
         model_sha256=_optional_sha256(wire),
+        request_id=_optional_request_id(wire),
     )
     _validate_header(header)
     declared = _require(wire, "pixels_length", int)

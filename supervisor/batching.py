@@ -88,6 +88,9 @@ class Batcher:
         finally:
             batch.done.set()
 
+    def trust(self, sha256: str) -> None:
+        self._transport.trust(sha256)
+
     def preload(self, request: Request) -> None:
         self._transport.preload(request)
 

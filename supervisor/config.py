@@ -21,7 +21,12 @@ logger = logging.getLogger("gunicorn.error")
 # name: (default, type); the environment variable has the same name.
 SETTINGS: dict[str, tuple[Any, type]] = {
     "POOL_SIZE": (0, int),  # warm workers per process; 0: cores / WEB_CONCURRENCY
-    "POOL_QUEUE_LIMIT": (64, int),  # requests waiting for a worker before 503
+    "POOL_QUEUE_LIMIT": (64, int),  # requests waiting for a worker (per lane) before 503
+    # Uploaded and registered models run in workers of their own (supervisor/pool.py).
+    "UPLOAD_POOL_SIZE": (1, int),
+    "UPLOAD_TIMEOUT": (30.0, float),  # wall-clock seconds per frame of an uploaded model
+    "UPLOAD_WORKER_FRAMES": (100, int),  # frames an upload worker serves before it is replaced
+    "QUARANTINE_SECONDS": (600.0, float),  # how long a model that broke its worker is refused
     "WORKER_CACHE_MB": (1024, int),  # loaded-model budget of each warm worker
     # Dynamic batching for models that take any batch size; 1: off (see README, Performance).
     "BATCH_MAX_SIZE": (1, int),
@@ -118,6 +123,10 @@ def local_pool(config: Mapping[str, Any]) -> Transport:
         cache_mb=config["WORKER_CACHE_MB"],
         queue_limit=config["POOL_QUEUE_LIMIT"],
         timeout=config["WORKER_TIMEOUT"],
+        upload_size=config["UPLOAD_POOL_SIZE"],
+        upload_timeout=config["UPLOAD_TIMEOUT"],
+        upload_frames=config["UPLOAD_WORKER_FRAMES"],
+        quarantine_seconds=config["QUARANTINE_SECONDS"],
     )
     pool = WorkerPool(settings)
     if config["BATCH_MAX_SIZE"] > 1:

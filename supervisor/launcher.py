@@ -5,23 +5,34 @@ does not import TensorFlow."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import secrets
 import select
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from protocol import (
+    AnswerMismatch,
     AnswerReader,
+    Request,
     WorkerCrashed,
     WorkerTimeout,
+    decode_stream_answer,
+    describe_exit,
     encode_error,
+    encode_request,
     error_for_exit,
 )
 from supervisor.sandbox import PACKAGES_ROOT, Sandbox, clean_environment, sandbox_environment
+from supervisor.transport import Answer
 from worker.limits import Limits
 
 
@@ -87,24 +98,68 @@ def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:
     return encode_error(error_for_exit(process.returncode, detail[0][:300]))
 
 
+STDERR_TAIL_BYTES = 8192  # of each warm worker's stderr kept for the log when it dies
+
+
+class StderrTail:
+    """Drains a worker's stderr (so it never blocks on a full pipe) and keeps its last bytes."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: BinaryIO) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := stream.read1(4096):
+                with self._lock:
+                    self._chunks.append(chunk)
+                    self._size += len(chunk)
+                    while self._size - len(self._chunks[0]) >= STDERR_TAIL_BYTES:
+                        self._size -= len(self._chunks.popleft())
+
+    def text(self, wait: float = 1.0) -> str:
+        """The tail, after waiting up to `wait` for a dead worker's last words."""
+        self._thread.join(wait)
+        with self._lock:
+            data = b"".join(self._chunks)[-STDERR_TAIL_BYTES:]
+        return data.decode(errors="replace").strip()
+
+
 class WarmWorker:
     """A long-lived worker in serve mode: same limits, clean environment, own temporary folder
-    and process group as a one-shot worker, but it keeps its models loaded between frames."""
+    and process group as a one-shot worker, but it keeps its models loaded between frames.
+
+    Frames go in on its stdin; answers come back over a pipe of their own (`--answer-fd`), each
+    echoing the frame's random request id; its stdout and stderr go to a bounded tail for the
+    log. An answer that is not the frame's, bytes after an answer, or output while idle mean
+    something in the worker is writing where it should not: the worker is killed."""
 
     def __init__(self, settings: LaunchSettings, cache_mb: int) -> None:
         self.settings = settings
         self._workdir = tempfile.TemporaryDirectory(prefix="mobilenet-worker-")
-        self.process = subprocess.Popen(
-            settings.command("--serve", "--cache-mb", str(cache_mb)),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=self._workdir.name,
-            env=_clean_environment(self._workdir.name),
-            start_new_session=True,
-        )
+        self._answers, answer_end = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                settings.command(
+                    "--serve", "--cache-mb", str(cache_mb), "--answer-fd", str(answer_end)
+                ),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(answer_end,),
+                cwd=self._workdir.name,
+                env=_clean_environment(self._workdir.name),
+                start_new_session=True,
+            )
+        finally:
+            os.close(answer_end)
         os.set_blocking(self.process.stdin.fileno(), False)
-        self.models: set[str] = set()  # sha256 of the models sent to it in full
+        self.stderr = StderrTail(self.process.stderr)
+        self.models: set[str] = set()  # sha256 of the models it loaded and ran (the pool's book)
+        self.ran: set[str] = set()  # sha256 of every model it was sent a frame for
         self.served = 0
 
     @property
@@ -114,23 +169,45 @@ class WarmWorker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def exchange(self, frame: bytes, timeout: float) -> bytes:
-        """The answer body for `frame`. A worker that overruns `timeout` is killed."""
+    def unsolicited_output(self) -> bool:
+        """Whether it wrote to its answer channel while no frame was in hand."""
+        return self._answers >= 0 and bool(select.select([self._answers], [], [], 0)[0])
+
+    def exchange(self, request: Request, timeout: float) -> Answer:
+        """The answer to `request`. A worker that overruns `timeout` is killed, and so is one
+        whose answer is not this frame's or is followed by more bytes."""
+        request_id = secrets.randbits(63)
+        frame = encode_request(
+            Request(
+                dataclasses.replace(request.header, request_id=request_id),
+                request.model,
+                request.pixels,
+            )
+        )
         deadline = time.monotonic() + timeout
         try:
+            if self.unsolicited_output():
+                raise AnswerMismatch("the worker wrote an answer nobody asked for")
             self._write_all(frame, deadline)
             body = self._read_answer(deadline)
-        except WorkerCrashed:
+            if self.unsolicited_output():
+                raise AnswerMismatch("the worker wrote more than its answer")
+            answer = decode_stream_answer(body, request_id)
+        except WorkerCrashed:  # AnswerMismatch among them
             self.kill()
             raise
         except TimeoutError:
             self.kill()
             raise WorkerTimeout(f"the worker took longer than {timeout:g} s") from None
         except (BrokenPipeError, EOFError, ConnectionError):
+            # It is dying by itself: let it finish, so its exit status says why.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(2)
             self.kill()
-            raise WorkerCrashed(f"the worker died (exit {self.process.returncode})") from None
-        self.served += 1
-        return body
+            raise WorkerCrashed(f"the worker died ({self.exit_description()})") from None
+        finally:
+            self.served += 1
+        return answer
 
     def _write_all(self, data: bytes, deadline: float) -> None:
         view, fd = memoryview(data), self.process.stdin.fileno()
@@ -143,15 +220,22 @@ class WarmWorker:
                 continue
 
     def _read_answer(self, deadline: float) -> bytes:
-        fd, reader = self.process.stdout.fileno(), AnswerReader()
+        reader = AnswerReader()
         while (body := reader.next_answer()) is None:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if not select.select([self._answers], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 raise TimeoutError
-            chunk = os.read(fd, reader.needed())
+            chunk = os.read(self._answers, reader.needed())
             if not chunk:
                 raise EOFError
             reader.receive_data(chunk)
         return body
+
+    def stderr_tail(self) -> str:
+        return self.stderr.text()
+
+    def exit_description(self) -> str:
+        code = self.process.poll()
+        return "still running" if code is None else describe_exit(code)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -170,7 +254,9 @@ class WarmWorker:
         self._close()
 
     def _close(self) -> None:
-        for stream in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        if self._answers >= 0:
+            os.close(self._answers)
+            self._answers = -1
         self._workdir.cleanup()

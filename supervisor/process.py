@@ -16,6 +16,9 @@ class ProcessTransport:
     def exchange(self, request: Request, batchable: bool = False) -> Answer:
         return decode_answer(run_frame(encode_request(request), self.settings))
 
+    def trust(self, sha256: str) -> None:
+        pass  # every request gets a fresh process: nothing is shared to protect
+
     def preload(self, request: Request) -> None:
         pass  # nothing stays loaded between requests
 

@@ -14,16 +14,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import secrets
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
 from protocol import (
+    AnswerMismatch,
     AnswerReader,
     ModelUnknown,
     Overloaded,
     Request,
+    WorkerCrashed,
     WorkerTimeout,
     WorkerUnavailable,
     decode_stream_answer,
@@ -172,28 +175,40 @@ class RemoteWorkers:
                 request.pixels,
             )
             try:
-                return decode_stream_answer(self._send(replica, encode_request(by_reference)))
+                return self._send(replica, by_reference)
             except ModelUnknown:  # it evicted the model since: send the bytes
                 replica.models.discard(sha256)
-        answer = decode_stream_answer(self._send(replica, encode_request(request)))
+        answer = self._send(replica, request)
         replica.models.add(sha256)
         return answer
 
-    def _send(self, replica: _Replica, frame: bytes) -> bytes:
+    def _send(self, replica: _Replica, request: Request) -> Answer:
+        """The answer from `replica`, over a kept connection or a new one; the frame carries a
+        fresh request id that the answer must echo."""
+        request_id = secrets.randbits(63)
+        frame = encode_request(
+            Request(
+                dataclasses.replace(request.header, request_id=request_id),
+                request.model,
+                request.pixels,
+            )
+        )
         with self._lock:
             kept = replica.idle.pop() if replica.idle else None
         if kept is not None:
             try:
-                return self._send_over(replica, kept, frame)
+                return self._send_over(replica, kept, frame, request_id)
             except _ReplicaFailed:
                 pass  # a kept connection may have gone stale: one fresh try before giving up
         try:
             connection = _Connection(replica.address)
         except OSError as exc:
             raise _ReplicaFailed(str(exc)) from None
-        return self._send_over(replica, connection, frame)
+        return self._send_over(replica, connection, frame, request_id)
 
-    def _send_over(self, replica: _Replica, connection: _Connection, frame: bytes) -> bytes:
+    def _send_over(
+        self, replica: _Replica, connection: _Connection, frame: bytes, request_id: int
+    ) -> Answer:
         try:
             body = connection.exchange(frame, self.timeout + ANSWER_MARGIN_SECONDS)
         except TimeoutError:
@@ -201,12 +216,22 @@ class RemoteWorkers:
             raise WorkerTimeout(
                 f"the worker service at {replica.name} took longer than {self.timeout:g} s"
             ) from None
-        except OSError as exc:
+        except (OSError, WorkerCrashed) as exc:  # WorkerCrashed: an answer over its size limit
             connection.close()
             raise _ReplicaFailed(str(exc)) from None
-        with self._lock:
-            replica.idle.append(connection)
-        return body
+        try:
+            answer = decode_stream_answer(body, request_id)
+        except AnswerMismatch as exc:  # the stream is out of step: this connection is done
+            connection.close()
+            raise _ReplicaFailed(exc.message) from None
+        finally:
+            if connection.socket.fileno() >= 0:
+                with self._lock:
+                    replica.idle.append(connection)
+        return answer
+
+    def trust(self, sha256: str) -> None:
+        pass  # the worker service trusts its own default model (--warm)
 
     def preload(self, request: Request) -> None:
         """Send the model to every replica, so that later frames only name it."""

@@ -111,6 +111,8 @@ class WorkerServer(socketserver.ThreadingTCPServer):
         self.trusted = trusted
 
     def answer(self, request: Request) -> bytes:
+        """The stream answer to `request`, echoing its request id."""
+        request_id = request.header.request_id
         try:
             complete = self.models.complete(request)
             if self.trusted is not None:
@@ -124,5 +126,5 @@ class WorkerServer(socketserver.ThreadingTCPServer):
         except ServiceError as exc:
             if exc.status >= 500 and not isinstance(exc, ModelUnknown):
                 logger.warning("%s: %s", exc.code, exc.message)
-            return encode_stream_answer(error=exc)
-        return encode_stream_answer(rows, description)
+            return encode_stream_answer(error=exc, request_id=request_id)
+        return encode_stream_answer(rows, description, request_id=request_id)

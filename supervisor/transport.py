@@ -18,8 +18,13 @@ class Transport(Protocol):
         others; only the Batcher acts on it."""
         ...
 
+    def trust(self, sha256: str) -> None:
+        """Run this model (the service's default) apart from uploads: it is ours."""
+        ...
+
     def preload(self, request: Request) -> None:
-        """Load the model of `request` wherever models stay loaded (the pool's warm-up)."""
+        """Trust the model of `request` and load it wherever models stay loaded (the pool's
+        warm-up)."""
         ...
 
     def close(self) -> None: ...

@@ -6,14 +6,21 @@ from `make models` into MODEL_DIR."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from tflite_fixtures import custom_op_model
 
+from frontend.images import prepare_image
+from protocol import Request, RequestHeader
 from tools.server import Server
 from tools.server import start_gunicorn as start_server
 
@@ -74,6 +81,31 @@ def broken_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+MALICIOUS_SECRET = "TOP-SECRET-8d1f3c"  # planted where the malicious corpus's readers look
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The malicious-model corpus (tests/malicious_models.py) in `corpus / "models"`, a secret
+    file beside it, and the path its file writer aims at."""
+    folder = tmp_path_factory.mktemp("malicious")
+    (folder / "secret.txt").write_text(MALICIOUS_SECRET)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "malicious_models.py"),
+            str(folder / "models"),
+            str(folder / "secret.txt"),
+            str(folder / "written-by-model.txt"),
+        ],
+        check=True,
+        capture_output=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    return folder
+
+
 @pytest.fixture(scope="session")
 def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A Docker engine with the service's image built (make compose-test); a dockerd started
@@ -105,3 +137,91 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_gunicorn(tmp_path_factory.mktemp("registry"))
     yield server
     server.stop()
+
+
+# --- helpers the tests share, as fixtures -------------------------------------------------
+
+
+def _register(url: str, model: Path, labels: Path | bytes, **fields: str) -> requests.Response:
+    label_bytes = labels if isinstance(labels, bytes) else labels.read_bytes()
+    return requests.post(
+        url + "/api/v1/models",
+        files={"model": (model.name, model.read_bytes()), "labels": ("labels.txt", label_bytes)},
+        data=fields,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="session")
+def register():
+    return _register
+
+
+def _classify_by_id(url: str, model_id: str, image: Path) -> dict:
+    response = requests.post(
+        f"{url}/api/v1/models/{model_id}/classify", files={"image": image.read_bytes()}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="session")
+def classify_by_id():
+    return _classify_by_id
+
+
+def _model_workers(server: Server) -> list[int]:
+    """PIDs of the serve-mode worker processes under this server (not the bwrap processes
+    around them)."""
+    ps = subprocess.run(
+        ["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True
+    )
+    rows = [line.split(None, 2) for line in ps.stdout.splitlines()]
+    parents = {int(pid): int(ppid) for pid, ppid, _ in rows}
+
+    def under_server(pid: int) -> bool:
+        while pid > 1:
+            if pid == server.process.pid:
+                return True
+            pid = parents.get(pid, 1)
+        return False
+
+    return [
+        int(pid)
+        for pid, _, args in rows
+        if "--serve" in args and not args.split()[0].endswith("bwrap") and under_server(int(pid))
+    ]
+
+
+@pytest.fixture(scope="session")
+def model_workers():
+    return _model_workers
+
+
+def _wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def wait_for():
+    return _wait_for
+
+
+def _request_for(model: Path, photo: str, size: int = 224) -> Request:
+    blob = model.read_bytes()
+    pixels = prepare_image((IMAGES / photo).read_bytes(), (size, size)).tobytes()
+    header = RequestHeader(
+        height=size,
+        width=size,
+        model_length=len(blob),
+        model_sha256=hashlib.sha256(blob).hexdigest(),
+    )
+    return Request(header, blob, pixels)
+
+
+@pytest.fixture(scope="session")
+def request_for():
+    return _request_for

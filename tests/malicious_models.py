@@ -1,6 +1,9 @@
 """Builds the malicious-model corpus the sandbox tests run: GraphDefs that read a planted secret,
 write a file, loop forever, allocate without bound, and use the ops of published model attacks;
-and a TFLite model with a custom operator (tests/tflite_fixtures.py). Each graph looks like a
+a TFLite model with a custom operator (tests/tflite_fixtures.py); and models that go for the
+service's capacity and answer channel: answer forgers (a graph, and a SavedModel that forges
+while it loads), a SavedModel whose load blocks for ever, 400 allowlisted 2048² MatMuls, and a
+graph that crashes its worker. Each graph looks like a
 classifier (an image placeholder in, a [1, n] tensor out) so that only the checks and the
 sandbox stand in the way.
 
@@ -9,9 +12,14 @@ sandbox stand in the way.
 
 from __future__ import annotations
 
+import io
+import struct
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
+import msgpack
 import tensorflow as tf
 from tflite_fixtures import custom_op_model
 
@@ -75,6 +83,19 @@ def huge_fill() -> bytes:
     def build() -> None:
         image = _image()
         huge = tf.fill(tf.constant([1_000_000, 1_000_000, 1], tf.int64), 1.0)
+        _classifier_output(image, tf.reduce_sum(huge, axis=[0, 2])[:4])
+
+    return _graph(build)
+
+
+def dynamic_fill() -> bytes:
+    """The same 4 TB, with a shape the graph only learns from the pixels: the static cost check
+    cannot see it, and the memory limit must stop it."""
+
+    def build() -> None:
+        image = _image()
+        side = tf.cast(tf.reduce_mean(image) * 0 + 1_000_000, tf.int64)
+        huge = tf.fill(tf.stack([side, side, 1]), 1.0)
         _classifier_output(image, tf.reduce_sum(huge, axis=[0, 2])[:4])
 
     return _graph(build)
@@ -153,6 +174,101 @@ def debug_identity() -> bytes:
     return _graph(build)
 
 
+# --- models that go for the service's capacity and its answer channel -----------------------
+
+
+def forged_answer() -> bytes:
+    """A stream answer as a worker writes one, saying class 0 with certainty, for no frame."""
+    body = msgpack.packb(
+        {"probabilities": struct.pack("<4f", 1, 0, 0, 0), "rows": 1, "classes": 4},
+        use_bin_type=True,
+    )
+    return struct.pack(">I", len(body)) + body
+
+
+def _forgers() -> list[tf.Operation]:
+    """Forged answers written to stdout (PrintV2, as in the attack reported on warm workers)
+    and, an attacker who read our code, to the answer channel itself: the worker's command line
+    names its descriptor (`--answer-fd N`), and /proc/self/fd/N opens it."""
+    forged = forged_answer()
+    printed = tf.raw_ops.PrintV2(
+        input=tf.constant(forged.decode("latin-1")), output_stream="stdout", end=""
+    )
+    command_line = tf.io.read_file("/proc/self/cmdline")
+    fd = tf.strings.regex_replace(command_line, r"(?s).*--answer-fd\x00(\d+)\x00.*", r"\1")
+    written = tf.io.write_file(tf.strings.join(["/proc/self/fd/", fd]), tf.constant(forged))
+    return [printed, written]
+
+
+def forger() -> bytes:
+    """Writes forged answers while it runs (PrintV2: refused by the allowlist when it is on)."""
+
+    def build() -> None:
+        _classifier_output(_image(), deps=_forgers())
+
+    return _graph(build)
+
+
+def costly_matmuls(count: int = 400, side: int = 2048) -> bytes:
+    """`count` MatMuls of `side`² matrices, every op on the allowlist: about 7 TFLOPs."""
+
+    def build() -> None:
+        image = _image()
+        square = tf.fill(tf.constant([side, side]), tf.reduce_mean(image))
+        total = tf.add_n([tf.reduce_mean(tf.matmul(square, square)) for _ in range(count)])
+        _classifier_output(image, tf.reshape(total, [1, 1]) * tf.ones([1, 4]))
+
+    return _graph(build)
+
+
+def aborting() -> bytes:
+    """Kills its worker (SIGABRT) while it runs: a stand-in for a kernel that crashes."""
+
+    def build() -> None:
+        image = _image()
+        _classifier_output(image, deps=[tf.raw_ops.Abort(error_msg="a crashing model")])
+
+    return _graph(build)
+
+
+def _savedmodel_zip(main_op) -> bytes:
+    """A TF1-format SavedModel (a classifier-shaped serving_default) whose main_op, which
+    TensorFlow runs while loading it, is built by `main_op`; packed as a .zip."""
+    with tempfile.TemporaryDirectory() as folder:
+        graph = tf.Graph()
+        with graph.as_default():
+            image = _image()
+            output = _classifier_output(image)
+            with tf1.Session(graph=graph) as session:
+                builder = tf1.saved_model.Builder(str(Path(folder) / "model"))
+                signature = tf1.saved_model.predict_signature_def(
+                    {"input": image}, {"output": output}
+                )
+                builder.add_meta_graph_and_variables(
+                    session,
+                    ["serve"],
+                    signature_def_map={"serving_default": signature},
+                    main_op=main_op(),
+                )
+                builder.save()
+        packed = io.BytesIO()
+        with zipfile.ZipFile(packed, "w") as archive:
+            for path in sorted((Path(folder) / "model").rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(Path(folder) / "model"))
+        return packed.getvalue()
+
+
+def forging_savedmodel() -> bytes:
+    """Forged answers written while TensorFlow loads it, before any check sees its ops."""
+    return _savedmodel_zip(lambda: tf.group(*_forgers()))
+
+
+def blocking_savedmodel() -> bytes:
+    """Its load blocks for ever, using no CPU: a dequeue from an empty queue."""
+    return _savedmodel_zip(lambda: tf.group(tf1.FIFOQueue(1, tf.float32).dequeue()))
+
+
 def main(out: Path, secret: str, write_target: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     corpus = {
@@ -160,6 +276,7 @@ def main(out: Path, secret: str, write_target: str) -> None:
         "write_file.pb": write_file(write_target),
         "endless_loop.pb": endless_loop(),
         "huge_fill.pb": huge_fill(),
+        "dynamic_fill.pb": dynamic_fill(),
         "immutable_const.pb": immutable_const(secret),
         "matching_files.pb": matching_files(),
         "print_v2.pb": print_v2(secret),
@@ -167,6 +284,11 @@ def main(out: Path, secret: str, write_target: str) -> None:
         "fixed_length_records.pb": fixed_length_records(secret),
         "debug_identity.pb": debug_identity(),
         "custom_op.tflite": custom_op_model("EvilCustomOp"),
+        "forger.pb": forger(),
+        "costly_matmuls.pb": costly_matmuls(),
+        "aborting.pb": aborting(),
+        "forging_savedmodel.zip": forging_savedmodel(),
+        "blocking_savedmodel.zip": blocking_savedmodel(),
     }
     for name, blob in corpus.items():
         (out / name).write_bytes(blob)

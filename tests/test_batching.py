@@ -3,7 +3,6 @@ to the worker as one frame; everything else passes straight through."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,11 +11,9 @@ import pytest
 import requests
 from conftest import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
 from prometheus_client.parser import text_string_to_metric_families
-from test_registry import register
 
-from frontend.images import prepare_image
 from frontend.labels import parse_labels
-from protocol import InputShapeMismatch, Request, RequestHeader
+from protocol import InputShapeMismatch, Request
 from supervisor.batching import Batcher
 from supervisor.launcher import LaunchSettings
 from supervisor.pool import PoolSettings, WorkerPool
@@ -44,22 +41,13 @@ class CountingPool:
 
 
 @pytest.fixture(scope="module")
-def counting() -> CountingPool:
-    pool = CountingPool(WorkerPool(PoolSettings(size=1, launch=LaunchSettings(), cache_mb=512)))
-    yield pool
+def counting(request_for) -> CountingPool:
+    """One trusted worker holding both models (as the default model is held)."""
+    pool = WorkerPool(PoolSettings(size=1, launch=LaunchSettings(), cache_mb=512))
+    for model in (DEFAULT_MODEL, FROZEN_MODEL):
+        pool.preload(request_for(model, "cat.jpg"))
+    yield CountingPool(pool)
     pool.close()
-
-
-def request_for(model: Path, photo: str, size: int = 224) -> Request:
-    blob = model.read_bytes()
-    pixels = prepare_image((IMAGES / photo).read_bytes(), (size, size)).tobytes()
-    header = RequestHeader(
-        height=size,
-        width=size,
-        model_length=len(blob),
-        model_sha256=hashlib.sha256(blob).hexdigest(),
-    )
-    return Request(header, blob, pixels)
 
 
 def top1(rows: list[list[float]]) -> str:
@@ -73,7 +61,9 @@ def run_concurrently(batcher: Batcher, requests_: list[Request], batchable: bool
         return [f.result() for f in futures]
 
 
-def test_concurrent_requests_share_frames_and_get_their_own_rows(counting: CountingPool) -> None:
+def test_concurrent_requests_share_frames_and_get_their_own_rows(
+    counting: CountingPool, request_for
+) -> None:
     batcher = Batcher(counting, max_size=8, wait_seconds=0.2)
     counting.pool.exchange(request_for(FROZEN_MODEL, "cat.jpg"))  # loaded before timing matters
     counting.frames.clear()
@@ -85,7 +75,7 @@ def test_concurrent_requests_share_frames_and_get_their_own_rows(counting: Count
     assert max(counting.frames) <= 8
 
 
-def test_not_batchable_passes_through(counting: CountingPool) -> None:
+def test_not_batchable_passes_through(counting: CountingPool, request_for) -> None:
     batcher = Batcher(counting, max_size=8, wait_seconds=0.2)
     counting.frames.clear()
     answers = run_concurrently(batcher, [request_for(DEFAULT_MODEL, p) for p in PHOTOS], False)
@@ -93,7 +83,7 @@ def test_not_batchable_passes_through(counting: CountingPool) -> None:
     assert counting.frames == [1, 1, 1]
 
 
-def test_a_failed_batch_fails_every_request_in_it(counting: CountingPool) -> None:
+def test_a_failed_batch_fails_every_request_in_it(counting: CountingPool, request_for) -> None:
     batcher = Batcher(counting, max_size=4, wait_seconds=0.2)
     wrong_size = [request_for(FROZEN_MODEL, p, size=100) for p in PHOTOS]
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -105,10 +95,14 @@ def test_a_failed_batch_fails_every_request_in_it(counting: CountingPool) -> Non
     assert top1(batcher.exchange(request_for(FROZEN_MODEL, "parrot.jpg"), True)[0]) == "macaw"
 
 
-def test_batching_over_http(tmp_path: Path) -> None:
-    server = start_gunicorn(
-        tmp_path, {"BATCH_MAX_SIZE": "8", "BATCH_WAIT_MS": "20", "WEB_CONCURRENCY": "1"}
-    )
+def test_batching_over_http(tmp_path: Path, register) -> None:
+    env = {
+        "BATCH_MAX_SIZE": "8",
+        "BATCH_WAIT_MS": "20",
+        "WEB_CONCURRENCY": "1",
+        "UPLOADS_PER_CLIENT": "16",  # one client sends them all here
+    }
+    server = start_gunicorn(tmp_path, env)
     try:
         registered = register(server.url, FROZEN_MODEL, IMAGENET_LABELS)
         assert registered.status_code == 201, registered.text

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
-from test_registry import register
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 
@@ -36,16 +34,20 @@ def in_mount_namespace(mount_script: str) -> list[str]:
     ]
 
 
-def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+def test_sigterm_lets_a_request_in_flight_finish(
+    tmp_path: Path, register, model_workers, wait_for
+) -> None:
     server = start_gunicorn(tmp_path, {"POOL_SIZE": "1"})
     assert classify_cat(server.url) == "Egyptian cat"
     answers: list[requests.Response] = []
-    # Registering the frozen graph takes seconds (the worker imports TensorFlow): in flight.
+    # Registering the frozen graph takes seconds (its worker imports TensorFlow): SIGTERM once
+    # the upload worker probing it is there.
+    before = set(model_workers(server))
     sender = threading.Thread(
         target=lambda: answers.append(register(server.url, FROZEN_MODEL, IMAGENET_LABELS))
     )
     sender.start()
-    time.sleep(1.0)
+    wait_for(lambda: set(model_workers(server)) - before)
     server.process.send_signal(signal.SIGTERM)
     sender.join(60)
     assert answers and answers[0].status_code == 201, answers and answers[0].text
@@ -53,7 +55,7 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
     assert "Handling signal: term" in server.log.read_text()
 
 
-def test_full_disk_refuses_a_model_and_keeps_nothing_of_it(tmp_path: Path) -> None:
+def test_full_disk_refuses_a_model_and_keeps_nothing_of_it(tmp_path: Path, register) -> None:
     store = tmp_path / "small-store"
     store.mkdir()
     # 6 MiB: room for the default model (3.5 MiB), not for the frozen graph (14 MiB).
@@ -74,7 +76,9 @@ def test_full_disk_refuses_a_model_and_keeps_nothing_of_it(tmp_path: Path) -> No
         server.stop()
 
 
-def test_read_only_store_serves_what_it_has_and_refuses_new_models(tmp_path: Path) -> None:
+def test_read_only_store_serves_what_it_has_and_refuses_new_models(
+    tmp_path: Path, register
+) -> None:
     store = tmp_path / "store"
     first = start_gunicorn(tmp_path, {"MODEL_STORE": str(store), "POOL_SIZE": "1"})
     try:

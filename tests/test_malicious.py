@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +15,8 @@ import numpy as np
 import pytest
 import requests
 from conftest import IMAGES, ROOT, Server, start_gunicorn
-from test_pool import model_workers, wait_for
-from test_registry import register
+from conftest import MALICIOUS_SECRET as SECRET
 
-SECRET = "TOP-SECRET-8d1f3c"
 CAT = (IMAGES / "cat.jpg").read_bytes()
 LABELS = b"a\nb\nc\nd\n"
 
@@ -34,26 +33,6 @@ REFUSED = {
     "endless_loop.pb": "While",
     "custom_op.tflite": "EvilCustomOp",
 }
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("malicious")
-    (folder / "secret.txt").write_text(SECRET)
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "malicious_models.py"),
-            str(folder / "models"),
-            str(folder / "secret.txt"),
-            str(folder / "written-by-model.txt"),
-        ],
-        check=True,
-        capture_output=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
-        timeout=300,
-    )
-    return folder
 
 
 def classify_ok(server: Server) -> None:
@@ -77,7 +56,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_refused_by_the_allowlist(corpus: Path, guarded: Server, name: str) -> None:
+def test_refused_by_the_allowlist(corpus: Path, guarded: Server, name: str, register) -> None:
     model = corpus / "models" / name
     registered = register(guarded.url, model, LABELS)
     upload = requests.post(
@@ -96,30 +75,45 @@ def test_refused_by_the_allowlist(corpus: Path, guarded: Server, name: str) -> N
     classify_ok(guarded)
 
 
-def test_huge_fill_is_contained_by_the_memory_limit(corpus: Path, guarded: Server) -> None:
-    """Fill is an allowed op; a 4 TB shape is stopped by RLIMIT_AS, not by the allowlist."""
+def test_huge_fill_is_refused_by_the_cost_check(corpus: Path, guarded: Server, register) -> None:
+    """Fill is an allowed op; its 4 TB shape is fixed in the graph, so the static cost check
+    refuses it before it runs."""
     answer = register(guarded.url, corpus / "models" / "huge_fill.pb", LABELS)
-    assert answer.status_code in (422, 502, 507), answer.text
-    assert answer.json()["error"]["code"] in (
-        "model_failed",
-        "worker_resource_exhausted",
-        "worker_crashed",
-    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "model_too_costly"
+    assert "'Fill'" in answer.json()["error"]["message"]
     classify_ok(guarded)
 
 
 @pytest.fixture(scope="module")
 def sandbox_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The allowlist switched off: the sandbox and the limits alone must hold."""
-    env = {"OP_ALLOWLIST": "0", "WORKER_TIMEOUT": "10", "POOL_SIZE": "1"}
+    env = {"OP_ALLOWLIST": "0", "UPLOAD_TIMEOUT": "10", "POOL_SIZE": "1"}
     server = start_gunicorn(tmp_path_factory.mktemp("sandbox-only"), env)
     yield server
     server.stop()
 
 
+def test_a_fill_sized_by_the_pixels_is_contained_by_the_memory_limit(
+    corpus: Path,
+    sandbox_only: Server,
+    register,
+) -> None:
+    """No static check sees its 4 TB; RLIMIT_AS stops it with a clear failure, not a hang
+    (TensorFlow's oneDNN allocator would wait 10 s per failed allocation, and the upload timeout
+    would end it: the worker uses the system allocator, which fails at once)."""
+    answer = register(sandbox_only.url, corpus / "models" / "dynamic_fill.pb", LABELS)
+    assert answer.status_code in (422, 507), answer.text
+    assert answer.json()["error"]["code"] in ("model_failed", "worker_resource_exhausted")
+    classify_ok(sandbox_only)
+
+
 @pytest.mark.parametrize("name", ["read_secret.pb", "immutable_const.pb", "write_file.pb"])
 def test_file_access_is_contained_by_the_sandbox(
-    corpus: Path, sandbox_only: Server, name: str
+    corpus: Path,
+    sandbox_only: Server,
+    name: str,
+    register,
 ) -> None:
     answer = register(sandbox_only.url, corpus / "models" / name, LABELS)
     assert answer.status_code == 422, answer.text
@@ -129,13 +123,27 @@ def test_file_access_is_contained_by_the_sandbox(
     classify_ok(sandbox_only)
 
 
-def test_endless_loop_is_killed_at_the_deadline(corpus: Path, sandbox_only: Server) -> None:
+def test_endless_loop_is_killed_at_the_deadline(
+    corpus: Path, sandbox_only: Server, register, model_workers, wait_for
+) -> None:
     classify_ok(sandbox_only)
-    (looping,) = model_workers(sandbox_only)
-    answer = register(sandbox_only.url, corpus / "models" / "endless_loop.pb", LABELS)
-    assert answer.status_code in (504, 507), answer.text
-    assert answer.json()["error"]["code"] in ("worker_timeout", "worker_resource_exhausted")
-    # the whole sandbox went: no process of it is left spinning, and a new worker serves
+    before = set(model_workers(sandbox_only))
+    answers: list[requests.Response] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(
+            register(sandbox_only.url, corpus / "models" / "endless_loop.pb", LABELS)
+        )
+    )
+    sender.start()
+    wait_for(lambda: set(model_workers(sandbox_only)) - before)
+    (looping,) = set(model_workers(sandbox_only)) - before  # an upload worker of its own
+    sender.join(60)
+    (answer,) = answers
+    assert answer.status_code in (422, 507), answer.text
+    error = answer.json()["error"]
+    assert error["code"] in ("model_crashed", "worker_resource_exhausted"), error
+    assert error["code"] != "model_crashed" or "past the upload timeout (10 s)" in error["message"]
+    # the whole sandbox went: no process of it is left spinning; the default model serves on
     wait_for(lambda: not Path(f"/proc/{looping}").exists(), 10)
     classify_ok(sandbox_only)
     assert looping not in model_workers(sandbox_only)

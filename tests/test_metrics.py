@@ -10,7 +10,6 @@ from pathlib import Path
 import requests
 from conftest import IMAGES, start_gunicorn
 from prometheus_client.parser import text_string_to_metric_families
-from test_pool import model_workers, wait_for
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 
@@ -24,7 +23,7 @@ def samples(url: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-def test_metrics_count_what_happened(tmp_path: Path) -> None:
+def test_metrics_count_what_happened(tmp_path: Path, model_workers, wait_for) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "2"})
     try:
         wait_for(lambda: len(model_workers(server)) == 2)

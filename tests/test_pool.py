@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,41 +14,19 @@ from conftest import IMAGES, Server, start_gunicorn
 CAT = (IMAGES / "cat.jpg").read_bytes()
 
 
-def model_workers(server: Server) -> list[int]:
-    """PIDs of the serve-mode worker processes under this server (not the bwrap processes
-    around them)."""
-    ps = subprocess.run(
-        ["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True
-    )
-    rows = [line.split(None, 2) for line in ps.stdout.splitlines()]
-    parents = {int(pid): int(ppid) for pid, ppid, _ in rows}
-
-    def under_server(pid: int) -> bool:
-        while pid > 1:
-            if pid == server.process.pid:
-                return True
-            pid = parents.get(pid, 1)
-        return False
-
-    return [
-        int(pid)
-        for pid, _, args in rows
-        if "--serve" in args and not args.split()[0].endswith("bwrap") and under_server(int(pid))
-    ]
-
-
-def wait_for(condition, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
+def bytes_read(pid: int) -> int:
+    """What the process has read so far (its frames come in on stdin)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["rchar"])
 
 
 def classify(server: Server, image: bytes = CAT) -> requests.Response:
     return requests.post(server.url + "/api/v1/classify", files={"image": image}, timeout=120)
 
 
-def test_pool_size_follows_cores_and_gunicorn_processes(tmp_path: Path) -> None:
+def test_pool_size_follows_cores_and_gunicorn_processes(
+    tmp_path: Path, model_workers, wait_for
+) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "2"})
     try:
         # Warm-up starts every worker: cores (2) shared by 2 gunicorn processes = 1 each.
@@ -62,7 +38,9 @@ def test_pool_size_follows_cores_and_gunicorn_processes(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_kill_9_during_a_request_retries_and_replaces(tmp_path: Path) -> None:
+def test_kill_9_during_a_request_retries_and_replaces(
+    tmp_path: Path, model_workers, wait_for
+) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "1", "POOL_SIZE": "1"})
     try:
         wait_for(lambda: len(model_workers(server)) == 1)
@@ -73,9 +51,10 @@ def test_kill_9_during_a_request_retries_and_replaces(tmp_path: Path) -> None:
 
         Image.open(IMAGES / "parrot.jpg").resize((4000, 3000)).save(big, quality=90)
         results: list[requests.Response] = []
+        read_so_far = bytes_read(victim)
         sender = threading.Thread(target=lambda: results.append(classify(server, big.read_bytes())))
         sender.start()
-        time.sleep(0.05)
+        wait_for(lambda: bytes_read(victim) > read_so_far)  # its frame is arriving: in flight
         os.kill(victim, signal.SIGKILL)
         sender.join()
         answer = results[0]
@@ -90,7 +69,7 @@ def test_kill_9_during_a_request_retries_and_replaces(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_overload_is_503_with_retry_after(tmp_path: Path) -> None:
+def test_overload_is_503_with_retry_after(tmp_path: Path, model_workers, wait_for) -> None:
     env = {
         "WEB_CONCURRENCY": "1",
         "POOL_SIZE": "1",

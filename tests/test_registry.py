@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,26 +31,8 @@ from frontend.store import MANIFEST_FILE, MODEL_FILE, PARTIAL_PREFIX
 from tools.fetch_models import sha256_of
 
 
-def register(url: str, model: Path, labels: Path | bytes, **fields: str) -> requests.Response:
-    label_bytes = labels if isinstance(labels, bytes) else labels.read_bytes()
-    return requests.post(
-        url + "/api/v1/models",
-        files={"model": (model.name, model.read_bytes()), "labels": ("labels.txt", label_bytes)},
-        data=fields,
-        timeout=120,
-    )
-
-
-def classify_by_id(url: str, model_id: str, image: Path) -> dict:
-    response = requests.post(
-        f"{url}/api/v1/models/{model_id}/classify", files={"image": image.read_bytes()}, timeout=120
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 @pytest.fixture(scope="module")
-def bird_id(registry: Server) -> str:
+def bird_id(registry: Server, register) -> str:
     response = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="birds")
     assert response.status_code == 201, response.text
     return response.json()["id"]
@@ -76,13 +57,13 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
 
 
 @pytest.mark.parametrize("row", expected_rows("inat_bird"), ids=str)
-def test_bird_rows_by_id(registry: Server, bird_id: str, row: Expected) -> None:
+def test_bird_rows_by_id(registry: Server, bird_id: str, row: Expected, classify_by_id) -> None:
     best = classify_by_id(registry.url, bird_id, row.image)["predictions"][0]
     assert best["label"] == row.label
     assert abs(best["probability"] - row.probability) <= PROBABILITY_TOLERANCE
 
 
-def test_same_bytes_same_id(registry: Server, bird_id: str) -> None:
+def test_same_bytes_same_id(registry: Server, bird_id: str, register) -> None:
     again = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="other name")
     assert again.status_code == 200
     assert again.json()["id"] == bird_id and again.json()["name"] == "birds"
@@ -125,7 +106,7 @@ def test_default_cannot_be_deleted_and_unknown_is_404(registry: Server) -> None:
     assert bad.status_code == 404
 
 
-def test_delete_then_gone(registry: Server) -> None:
+def test_delete_then_gone(registry: Server, register) -> None:
     labels = b"background\n" + BIRD_LABELS.read_bytes()  # one line more: lined up, said so
     copy = Path(registry.log.parent / "copy.tflite")
     copy.write_bytes(BIRD_MODEL.read_bytes() + b"\0")  # other bytes, other id; still loads
@@ -147,7 +128,7 @@ def test_delete_then_gone(registry: Server) -> None:
         (FROZEN_MODEL, IMAGENET_LABELS, {"input_tensor": "nope"}, 422, "model_tensor_not_found"),
     ],
 )
-def test_bad_registrations(registry: Server, model, labels, fields, status, code) -> None:
+def test_bad_registrations(registry: Server, model, labels, fields, status, code, register) -> None:
     response = register(registry.url, model, labels, **fields)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
@@ -168,7 +149,9 @@ def test_model_over_max_model_bytes_is_413(tmp_path: Path) -> None:
     assert response.get_json()["error"]["code"] == "model_too_large"
 
 
-def test_frozen_graph_registered_without_tensor_names(registry: Server) -> None:
+def test_frozen_graph_registered_without_tensor_names(
+    registry: Server, register, classify_by_id
+) -> None:
     response = register(registry.url, FROZEN_MODEL, IMAGENET_LABELS)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -185,7 +168,9 @@ def test_frozen_graph_registered_without_tensor_names(registry: Server) -> None:
         assert abs(difference) <= PROBABILITY_TOLERANCE, (row, answer["predictions"][0])
 
 
-def test_store_survives_restart_and_kill_during_registration(tmp_path: Path) -> None:
+def test_store_survives_restart_and_kill_during_registration(
+    tmp_path: Path, register, classify_by_id, model_workers, wait_for
+) -> None:
     store = tmp_path / "store"
     env = {"MODEL_STORE": str(store)}
     first = start_gunicorn(tmp_path, env)
@@ -198,12 +183,14 @@ def test_store_survives_restart_and_kill_during_registration(tmp_path: Path) -> 
     assert classify_by_id(second.url, bird, IMAGES / "parrot.jpg")["predictions"][0]["label"] == (
         "Ara macao (Scarlet Macaw)"
     )
-    # Kill every server process while it registers the frozen graph (its probe takes seconds).
+    # Kill every server process while it registers the frozen graph: once an upload worker of
+    # its own is probing it (that takes seconds: the worker imports TensorFlow).
+    before = set(model_workers(second))
     pending = threading.Thread(
         target=lambda: _ignore_errors(register, second.url, FROZEN_MODEL, IMAGENET_LABELS)
     )
     pending.start()
-    time.sleep(1.5)
+    wait_for(lambda: set(model_workers(second)) - before)
     for pid in _process_tree(second.process.pid):
         with contextlib.suppress(ProcessLookupError):  # a sandbox dies with its parent
             os.kill(pid, signal.SIGKILL)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Server
-from test_registry import classify_by_id, register
 
 MIN_MARGIN = 0.1  # images where Keras itself is nearly undecided prove nothing either way
 
@@ -53,7 +52,13 @@ def decisive_images(retrained: Path) -> dict[str, int]:
     ],
 )
 def test_retrained_model_matches_keras(
-    registry: Server, retrained: Path, artifact: str, expected_format: str, images: int | None
+    registry: Server,
+    retrained: Path,
+    artifact: str,
+    expected_format: str,
+    images: int | None,
+    register,
+    classify_by_id,
 ) -> None:
     response = register(registry.url, retrained / artifact, retrained / "labels.txt")
     assert response.status_code == 201, response.text
@@ -75,7 +80,9 @@ def test_retrained_model_matches_keras(
         assert served == pytest.approx(dict(enumerate(keras[name])), abs=0.02)
 
 
-def test_ambiguous_outputs_are_listed_then_named(registry: Server, retrained: Path) -> None:
+def test_ambiguous_outputs_are_listed_then_named(
+    registry: Server, retrained: Path, register, classify_by_id
+) -> None:
     model, labels = retrained / "two_outputs.pb", retrained / "labels.txt"
     refused = register(registry.url, model, labels)
     assert refused.status_code == 422

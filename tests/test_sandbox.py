@@ -9,14 +9,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import BIRD_LABELS, BIRD_MODEL, DEFAULT_MODEL, IMAGES, ROOT, start_gunicorn
-from test_pool import model_workers, wait_for
-from test_registry import register
 
 from supervisor.sandbox import Sandbox, find_bwrap, sandbox_environment
 
@@ -93,7 +90,7 @@ def test_inside_the_sandbox(bwrap: str, tmp_path: Path, monkeypatch) -> None:
     listener.close()
 
 
-def test_pool_workers_run_inside_the_sandbox(tmp_path: Path) -> None:
+def test_pool_workers_run_inside_the_sandbox(tmp_path: Path, model_workers, wait_for) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "1", "POOL_SIZE": "1"})
     try:
         wait_for(lambda: len(model_workers(server)) == 1)
@@ -113,7 +110,7 @@ def test_pool_workers_run_inside_the_sandbox(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_without_the_sandbox_only_the_default_model_runs(tmp_path: Path) -> None:
+def test_without_the_sandbox_only_the_default_model_runs(tmp_path: Path, register) -> None:
     missing = {"BWRAP_PATH": str(tmp_path / "no-such-bwrap"), "POOL_SIZE": "1"}
     server = start_gunicorn(tmp_path, missing)
     try:
@@ -142,10 +139,9 @@ def test_without_the_sandbox_only_the_default_model_runs(tmp_path: Path) -> None
         allowed.stop()
 
 
-def test_workers_outlive_the_thread_that_asked_for_them(bwrap: str) -> None:
+def test_workers_outlive_the_thread_that_asked_for_them(bwrap: str, request_for, wait_for) -> None:
     """bwrap --die-with-parent ties a worker to the thread that forked it; the pool forks from
     one long-lived thread, so a warm-up thread that ends takes no worker with it."""
-    from test_batching import request_for
 
     from supervisor.launcher import LaunchSettings
     from supervisor.pool import PoolSettings, WorkerPool
@@ -155,7 +151,8 @@ def test_workers_outlive_the_thread_that_asked_for_them(bwrap: str) -> None:
         warm = threading.Thread(target=pool.preload, args=(request_for(DEFAULT_MODEL, "cat.jpg"),))
         warm.start()
         warm.join()
-        time.sleep(0.5)
+        # Gone from the kernel too: a death signal it caused is queued by now.
+        wait_for(lambda: not Path(f"/proc/self/task/{warm.native_id}").exists())
         assert pool.stats()["idle"] == 2 and pool.stats()["restarts"] == 0
         for _ in range(2):
             rows, _ = pool.exchange(request_for(DEFAULT_MODEL, "cat.jpg"))

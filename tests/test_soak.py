@@ -35,7 +35,9 @@ GOOD = [
     ((IMAGES / "parrot.jpg").read_bytes(), "macaw"),
 ]
 CAT = GOOD[0][0]
-# name: (multipart files, form fields, expected status, expected error code)
+# name: (multipart files, form fields, expected status, expected error code). One client sends
+# all of it, 8 at a time: an upload may also meet its cap of concurrent uploads (429).
+ANY_CLIENTS_CAP = (429, "too_many_uploads")
 BAD = {
     "empty": ({"image": b""}, {}, 400, "invalid_image"),
     "text": ({"image": b"hello " * 50}, {}, 400, "invalid_image"),
@@ -70,7 +72,8 @@ def test_soak(tmp_path: Path) -> None:
         else:
             files, data, status, code = BAD[which]
             answer = requests.post(url, files=files, data=data, timeout=60)
-            ok = answer.status_code == status and answer.json()["error"]["code"] == code
+            got = (answer.status_code, answer.json()["error"]["code"])
+            ok = got == (status, code) or ("model_file" in files and got == ANY_CLIENTS_CAP)
         with lock:
             outcomes[f"{kind} {answer.status_code}"] += 1
             if not ok:

@@ -1,4 +1,4 @@
-"""The worker driven from a shell pipe, `python -m protocol encode | python -m worker`, on the
+"""The worker driven from a shell pipe, `python -m frontend.encode | python -m worker`, on the
 real models, and its JSON errors and exit codes."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
 
 def pipe(model: str, image: str, *extra: str) -> subprocess.CompletedProcess:
     command = (
-        f"{sys.executable} -m protocol encode --model {model} --image {image} {' '.join(extra)}"
+        f"{sys.executable} -m frontend.encode --model {model} --image {image} {' '.join(extra)}"
         f" | {sys.executable} -m worker"
     )
     return subprocess.run(command, shell=True, capture_output=True, cwd=ROOT, timeout=120)
@@ -51,7 +51,7 @@ def test_pipe_gives_expected_top1(row: Expected) -> None:
 def test_answer_redirected_to_a_file(tmp_path: Path) -> None:
     """The worker's file-size limit (0) binds the model, not the answer written to a file."""
     frame = subprocess.run(
-        [sys.executable, "-m", "protocol", "encode", "--model", str(DEFAULT_MODEL),
+        [sys.executable, "-m", "frontend.encode", "--model", str(DEFAULT_MODEL),
          "--image", str(IMAGES / "grace_hopper.jpg")],
         capture_output=True, check=True, cwd=ROOT,
     ).stdout  # fmt: skip

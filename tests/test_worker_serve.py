@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIRD_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
+from conftest import BIRD_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES, ROOT
 
 from frontend.images import prepare_image
 from frontend.labels import parse_labels
 from protocol import (
+    AnswerMismatch,
+    BadMagic,
     InvalidModel,
     ModelUnknown,
     Request,
@@ -20,9 +24,10 @@ from protocol import (
     WorkerCrashed,
     WorkerTimeout,
     decode_stream_answer,
-    encode_request,
+    encode_stream_answer,
 )
 from supervisor.launcher import LaunchSettings, WarmWorker
+from supervisor.transport import Answer
 from worker.limits import Limits
 
 LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
@@ -30,17 +35,17 @@ BLOB = DEFAULT_MODEL.read_bytes()
 SHA = hashlib.sha256(BLOB).hexdigest()
 
 
-def frame(image: str, blob: bytes | None, sha: str | None = SHA, describe: bool = False) -> bytes:
+def frame(image: str, blob: bytes | None, sha: str | None = SHA, describe: bool = False) -> Request:
     pixels = prepare_image((IMAGES / image).read_bytes(), (224, 224)).tobytes()
     model = blob or b""
     header = RequestHeader(
         height=224, width=224, model_length=len(model), model_sha256=sha, describe=describe
     )
-    return encode_request(Request(header, model, pixels))
+    return Request(header, model, pixels)
 
 
-def top1(answer: bytes) -> str:
-    rows, _ = decode_stream_answer(answer)
+def top1(answer: Answer) -> str:
+    rows, _ = answer
     return LABELS[max(range(len(rows[0])), key=rows[0].__getitem__)]
 
 
@@ -55,18 +60,16 @@ def test_stream_of_frames_with_cached_model(worker: WarmWorker) -> None:
     assert top1(worker.exchange(frame("grace_hopper.jpg", BLOB), 60)) == "military uniform"
     # Named by sha256 only: the worker uses the copy it loaded.
     assert top1(worker.exchange(frame("cat.jpg", None), 60)) == "Egyptian cat"
-    rows, description = decode_stream_answer(
-        worker.exchange(frame("parrot.jpg", None, describe=True), 60)
-    )
+    rows, description = worker.exchange(frame("parrot.jpg", None, describe=True), 60)
     assert description["format"] == "tflite" and len(rows[0]) == 1001
     assert worker.served == 3 and worker.alive()
 
 
 def test_unknown_model_is_named_and_the_worker_goes_on(worker: WarmWorker) -> None:
     with pytest.raises(ModelUnknown, match=SHA):
-        decode_stream_answer(worker.exchange(frame("cat.jpg", None), 60))
+        worker.exchange(frame("cat.jpg", None), 60)
     with pytest.raises(InvalidModel):
-        decode_stream_answer(worker.exchange(frame("cat.jpg", b"\x01" * 300, sha=None), 60))
+        worker.exchange(frame("cat.jpg", b"\x01" * 300, sha=None), 60)
     assert top1(worker.exchange(frame("hot_dog.jpg", BLOB), 60)) == "hotdog, hot dog, red hot"
 
 
@@ -77,17 +80,31 @@ def test_lru_budget_evicts_the_oldest_model() -> None:
         bird = BIRD_MODEL.read_bytes()
         worker.exchange(frame("parrot.jpg", bird, sha=hashlib.sha256(bird).hexdigest()), 60)
         with pytest.raises(ModelUnknown):
-            decode_stream_answer(worker.exchange(frame("cat.jpg", None), 60))
+            worker.exchange(frame("cat.jpg", None), 60)
     finally:
         worker.stop()
 
 
-def test_broken_frame_ends_the_worker(worker: WarmWorker) -> None:
-    answer = worker.exchange(b"NOPE" + bytes(20), 30)
-    with pytest.raises(Exception, match="frame starts with"):
-        decode_stream_answer(answer)
-    worker.process.wait(10)
-    assert worker.process.returncode == 2
+def test_broken_frame_ends_the_worker() -> None:
+    """Serve mode driven by hand: without --answer-fd its answers go to stdout's descriptor."""
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--serve"],
+        input=b"NOPE" + bytes(20),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    with pytest.raises(BadMagic, match="frame starts with"):
+        decode_stream_answer(result.stdout[4:])
+
+
+def test_answers_echo_the_request_id_and_go_over_their_own_channel(worker: WarmWorker) -> None:
+    """The worker's stdout is not the answer channel: the supervisor gave it DEVNULL."""
+    assert worker.process.stdout is None
+    assert top1(worker.exchange(frame("cat.jpg", BLOB), 60)) == "Egyptian cat"
+    with pytest.raises(AnswerMismatch, match="answered request 7 to request 8"):
+        decode_stream_answer(encode_stream_answer([[1.0]], request_id=7)[4:], request_id=8)
 
 
 def test_killed_worker_is_a_clear_error(worker: WarmWorker) -> None:

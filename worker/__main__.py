@@ -23,7 +23,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--serve",
         action="store_true",
-        help="stay alive: a stream of frames on stdin, binary answers on stdout",
+        help="stay alive: a stream of frames on stdin, binary answers on --answer-fd",
+    )
+    parser.add_argument(
+        "--answer-fd",
+        type=int,
+        help="--serve: the file descriptor to write answers to (default: stdout's, moved)",
     )
     parser.add_argument(
         "--cache-mb",
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from worker.serve import main as serve_stream
 
         limits.apply(long_lived=True)
-        return serve_stream(options, args.cache_mb, limits)
+        return serve_stream(options, args.cache_mb, limits, args.answer_fd)
     from worker.oneshot import main as oneshot
 
     return oneshot(options, limits)

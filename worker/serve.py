@@ -1,10 +1,16 @@
 """Serve mode (`python -m worker --serve`): a long-lived worker reading a stream of frames on
-stdin and writing one length-prefixed msgpack answer per frame on stdout, keeping loaded
-models in an LRU cache. Model errors are answered and the worker goes on; a broken frame
-leaves the stream out of step, so it is answered and the worker exits."""
+stdin and writing one length-prefixed msgpack answer per frame, keeping loaded models in an LRU
+cache. Model errors are answered and the worker goes on; a broken frame leaves the stream out of
+step, so it is answered and the worker exits.
+
+Answers go over a file descriptor of their own (`--answer-fd`, passed by the supervisor), never
+over stdout: before any runtime loads a model, fds 1 and 2 both point at stderr, which the
+supervisor reads into its log. Whatever a model prints cannot pass for an answer, and every
+answer echoes its frame's request id."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import BinaryIO
 
@@ -18,7 +24,7 @@ from worker.runtimes import RuntimeOptions
 
 def serve(
     stdin: BinaryIO,
-    stdout: BinaryIO,
+    answers: BinaryIO,
     options: RuntimeOptions,
     cache_bytes: int,
     limits: Limits | None = None,
@@ -26,8 +32,8 @@ def serve(
     cache = ModelCache(cache_bytes)
 
     def send(answer: bytes) -> None:
-        stdout.write(answer)
-        stdout.flush()
+        answers.write(answer)
+        answers.flush()
 
     while True:
         try:
@@ -37,19 +43,29 @@ def serve(
             return exc.exit_code
         if request is None:
             return 0
+        request_id = request.header.request_id
         if limits is not None:
             limits.renew_cpu_budget()
         try:
             rows, description = execute(request, options, cache)
         except ServiceError as exc:
-            send(encode_stream_answer(error=exc))
+            send(encode_stream_answer(error=exc, request_id=request_id))
             continue
         except MemoryError:
             exc = ResourceExhausted("the worker ran out of its memory limit")
-            send(encode_stream_answer(error=exc))
+            send(encode_stream_answer(error=exc, request_id=request_id))
             return exc.exit_code
-        send(encode_stream_answer(rows, description))
+        send(encode_stream_answer(rows, description, request_id=request_id))
 
 
-def main(options: RuntimeOptions, cache_mb: int, limits: Limits) -> int:
-    return serve(sys.stdin.buffer, sys.stdout.buffer, options, cache_mb * 1024 * 1024, limits)
+def answer_channel(answer_fd: int | None) -> BinaryIO:
+    """The answers' own channel (stdout's old descriptor when none is given), with fds 1 and 2
+    then both pointing at stderr."""
+    channel = answer_fd if answer_fd is not None else os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(channel, "wb")
+
+
+def main(options: RuntimeOptions, cache_mb: int, limits: Limits, answer_fd: int | None) -> int:
+    answers = answer_channel(answer_fd)
+    return serve(sys.stdin.buffer, answers, options, cache_mb * 1024 * 1024, limits)

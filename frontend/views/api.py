@@ -19,5 +19,6 @@ def classify() -> Response:
         service.resolve(forms.model_upload(request), request.values.get("model")),
         forms.normalization(request),
         forms.top_k(request, service.config["DEFAULT_TOP_K"]),
+        client=request.remote_addr or "",
     )
     return jsonify(result.to_dict())

@@ -29,6 +29,7 @@ def register() -> tuple[Response, int]:
     stored, created = get_service().register(
         model.read(),
         labels.read(),
+        client=request.remote_addr or "",
         name=request.values.get("name") or model.filename or "model",
         input_tensor=request.values.get("input_tensor") or None,
         output_tensor=request.values.get("output_tensor") or None,
@@ -67,5 +68,6 @@ def classify(model_id: str) -> Response:
         service.resolve(None, model_id),
         forms.normalization(request),
         forms.top_k(request, service.config["DEFAULT_TOP_K"]),
+        client=request.remote_addr or "",
     )
     return jsonify(result.to_dict())

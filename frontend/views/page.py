@@ -40,6 +40,7 @@ def infer() -> Response | tuple[str, int] | str:
             service.resolve(forms.model_upload(request), request.values.get("model")),
             forms.normalization(request),
             service.config["DEFAULT_TOP_K"],
+            client=request.remote_addr or "",
         )
     except ServiceError as exc:
         if not as_page:

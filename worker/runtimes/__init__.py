@@ -11,6 +11,7 @@ import numpy as np
 from protocol import InputShapeMismatch, InvalidModel, Normalization
 from protocol.formats import detect_format
 from worker.allowlist import check_tflite
+from worker.cost import check_tflite_cost
 
 
 class LoadedModel(Protocol):
@@ -32,7 +33,9 @@ class LoadedModel(Protocol):
 @dataclass(frozen=True)
 class RuntimeOptions:
     threads: int = 1  # inference threads
-    check_ops: bool = True  # refuse operations outside worker/allowlist.py before loading
+    # Refuse operations outside worker/allowlist.py before anything runs (trusted models only
+    # may go without). The static cost check (worker/cost.py) applies to every model.
+    check_ops: bool = True
 
 
 def load_model(
@@ -51,6 +54,7 @@ def load_model(
 
         if check_ops:
             check_tflite(model)
+        check_tflite_cost(model)
         return TfliteModel(model, input_tensor, output_tensor, threads)
     if model_format == "savedmodel":
         from worker.runtimes.savedmodel import SavedModel

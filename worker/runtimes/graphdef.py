@@ -6,6 +6,7 @@ import numpy as np
 
 from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
 from worker.allowlist import check_graph
+from worker.cost import check_graph_cost
 from worker.inputs import to_input, to_probabilities
 
 _NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2"}
@@ -91,6 +92,7 @@ class GraphDefModel:
             self._output = graph.get_tensor_by_name(self.output_name + ":0")
         except (ValueError, KeyError, tf.errors.OpError) as exc:
             raise InvalidModel(f"the graph does not import: {exc}") from None
+        check_graph_cost(graph)
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
         )

@@ -15,6 +15,7 @@ import numpy as np
 
 from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
 from worker.allowlist import SAVEDMODEL_OPS, check_graph
+from worker.cost import check_graph_cost
 from worker.inputs import to_input, to_probabilities
 
 MAX_UNPACKED_BYTES = 1 << 30
@@ -118,6 +119,7 @@ class SavedModel:
         self._function = signatures[SIGNATURE]
         if check_ops:  # the serving function and every function it calls, before any runs
             check_graph(self._function.graph.as_graph_def(), SAVEDMODEL_OPS)
+        check_graph_cost(self._function.graph)
         inputs = self._function.structured_input_signature[1]
         self.input_name = self._pick(inputs, input_tensor, "input")
         spec = inputs[self.input_name]

@@ -1,0 +1,280 @@
+"""The pool's rules, with fake workers and no processes: lanes, overload, retry, reaping,
+timeouts, quarantine, recycling and the bounded drain at shutdown (tests/test_pool.py runs the
+real thing)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+import pytest
+
+from protocol import (
+    AnswerMismatch,
+    InvalidModel,
+    ModelCrashed,
+    ModelUnknown,
+    Overloaded,
+    Request,
+    RequestHeader,
+    WorkerCrashed,
+    WorkerTimeout,
+)
+from supervisor.launcher import LaunchSettings
+from supervisor.pool import PoolSettings, WorkerPool
+from supervisor.transport import Answer
+
+DEFAULT = b"the default model"
+UPLOAD = b"an uploaded model"
+OTHER = b"another uploaded model"
+
+
+def request(model: bytes) -> Request:
+    header = RequestHeader(
+        height=1, width=1, model_length=len(model), model_sha256=hashlib.sha256(model).hexdigest()
+    )
+    return Request(header, model, bytes(3))
+
+
+class FakeWorker:
+    """Answers [[pid]]; what a frame does to it is decided by `FakeWorker.behaviour`."""
+
+    behaviour: Callable[[FakeWorker, Request], None] = staticmethod(lambda worker, request: None)
+    started: ClassVar[list[FakeWorker]] = []
+    next_pid = 100
+
+    def __init__(self, launch: LaunchSettings, cache_mb: int) -> None:
+        FakeWorker.next_pid += 1
+        self.pid = FakeWorker.next_pid
+        self.models: set[str] = set()
+        self.ran: set[str] = set()
+        self.served = 0
+        self.dead = False
+        self.stopped = False
+        self.chatter = False
+        self.frames: list[Request] = []
+        FakeWorker.started.append(self)
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def unsolicited_output(self) -> bool:
+        return self.chatter
+
+    def exchange(self, request: Request, timeout: float) -> Answer:
+        self.served += 1
+        if request.header.model_length == 0 and request.header.model_sha256 not in self.models:
+            raise ModelUnknown("not held")
+        self.frames.append(request)
+        FakeWorker.behaviour(self, request)
+        return [[float(self.pid)]], None
+
+    def exit_description(self) -> str:
+        return "killed by SIGSEGV" if self.dead else "still running"
+
+    def stderr_tail(self) -> str:
+        return "Segmentation fault" if self.dead else ""
+
+    def kill(self) -> None:
+        self.dead = True
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def pools() -> Iterator[Callable[..., WorkerPool]]:
+    FakeWorker.started = []
+    FakeWorker.behaviour = staticmethod(lambda worker, request: None)
+    made: list[WorkerPool] = []
+
+    def make(**settings) -> WorkerPool:
+        options = {"size": 2, "launch": LaunchSettings(), "watch_interval": 0.05, **settings}
+        pool = WorkerPool(PoolSettings(**options), worker_class=FakeWorker)
+        pool.preload(request(DEFAULT))
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.close(grace=0.1)
+
+
+def behave(rule: Callable[[FakeWorker, Request], None]) -> None:
+    FakeWorker.behaviour = staticmethod(rule)
+
+
+def test_preload_starts_and_warms_the_trusted_lane(pools) -> None:
+    pool = pools()
+    assert pool.stats()["started"] == 2 and pool.stats()["idle"] == 2
+    assert all(len(w.frames) == 1 for w in FakeWorker.started)
+    pool.exchange(request(DEFAULT))
+    # the model it holds is named by sha256, not resent
+    assert any(f.header.model_length == 0 for w in FakeWorker.started for f in w.frames)
+
+
+def test_uploads_never_run_on_the_default_models_workers(pools) -> None:
+    pool = pools(upload_size=1)
+    trusted = set(FakeWorker.started)
+    answers = [pool.exchange(request(UPLOAD))[0][0][0] for _ in range(3)]
+    (upload_worker,) = set(FakeWorker.started) - trusted
+    assert answers == [upload_worker.pid] * 3
+    assert all(not any(f.model == UPLOAD for f in w.frames) for w in trusted)
+
+
+def test_a_held_upload_lane_leaves_the_default_model_served(pools) -> None:
+    pool = pools(upload_size=1, upload_timeout=5)
+    release = threading.Event()
+    behave(lambda worker, req: release.wait() if req.model == UPLOAD else None)
+    held = threading.Thread(target=pool.exchange, args=(request(UPLOAD),))
+    held.start()
+    try:
+        started = time.monotonic()
+        for _ in range(5):
+            assert pool.exchange(request(DEFAULT))
+        assert time.monotonic() - started < 1
+    finally:
+        release.set()
+        held.join()
+
+
+def test_overload_when_the_queue_is_full(pools) -> None:
+    pool = pools(size=1, queue_limit=1, timeout=5)
+    release, entered = threading.Event(), threading.Event()
+
+    def hold(worker, req):
+        entered.set()
+        release.wait()
+
+    behave(hold)
+    busy = threading.Thread(target=pool.exchange, args=(request(DEFAULT),))
+    busy.start()
+    entered.wait(5)
+    waiter = threading.Thread(target=pool.exchange, args=(request(DEFAULT),))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while pool.stats()["waiting"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(Overloaded, match="already waiting"):
+        pool.exchange(request(DEFAULT))
+    release.set()
+    busy.join()
+    waiter.join()
+
+
+def test_waiting_longer_than_the_timeout_is_overload(pools) -> None:
+    pool = pools(size=1, timeout=0.2)
+    release = threading.Event()
+    behave(lambda worker, req: release.wait())
+    busy = threading.Thread(target=pool.exchange, args=(request(DEFAULT),))
+    busy.start()
+    try:
+        with pytest.raises(Overloaded, match=r"within 0\.2 s"):
+            pool.exchange(request(DEFAULT))
+    finally:
+        release.set()
+        busy.join()
+
+
+def test_a_trusted_frame_whose_worker_dies_is_retried_once_and_the_worker_replaced(pools) -> None:
+    pool = pools()
+    victims: list[FakeWorker] = []
+
+    def die_once(worker, req):
+        if not victims:
+            victims.append(worker)
+            worker.dead = True
+            raise WorkerCrashed("the worker died (killed by SIGKILL)")
+
+    behave(die_once)
+    rows, _ = pool.exchange(request(DEFAULT))
+    assert rows[0][0] != victims[0].pid  # answered by the other worker
+    assert pool.stats()["restarts"] == 1
+
+
+def test_an_upload_that_crashes_its_worker_is_not_retried_and_is_remembered(
+    pools, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = pools(upload_size=2)
+
+    def crash(worker, req):
+        if req.model == UPLOAD or req.header.model_sha256 == hashlib.sha256(UPLOAD).hexdigest():
+            worker.dead = True
+            raise WorkerCrashed("the worker died (killed by SIGSEGV)")
+
+    behave(crash)
+    spawned = len(FakeWorker.started)
+    with pytest.raises(ModelCrashed, match="crashed its worker"):
+        pool.exchange(request(UPLOAD))
+    assert len(FakeWorker.started) == spawned + 1  # one worker, no second try
+    with pytest.raises(ModelCrashed, match="s ago; it is refused for"):
+        pool.exchange(request(UPLOAD))
+    assert len(FakeWorker.started) == spawned + 1  # refused without running
+    assert "died (killed by SIGSEGV); the end of its stderr: Segmentation fault" in caplog.text
+    assert pool.exchange(request(OTHER))  # other uploads still run
+
+
+def test_timeouts_and_forged_answers_quarantine_uploads_too(pools) -> None:
+    pool = pools()
+    behave(lambda worker, req: (_ for _ in ()).throw(WorkerTimeout("took longer than 30 s")))
+    with pytest.raises(ModelCrashed, match="past the upload timeout"):
+        pool.exchange(request(UPLOAD))
+    behave(lambda worker, req: (_ for _ in ()).throw(AnswerMismatch("answered request 1 to 2")))
+    with pytest.raises(ModelCrashed, match="not its frame's"):
+        pool.exchange(request(OTHER))
+
+
+def test_model_errors_are_not_quarantined(pools) -> None:
+    pool = pools()
+    behave(lambda worker, req: (_ for _ in ()).throw(InvalidModel("not a model")))
+    for _ in range(2):
+        with pytest.raises(InvalidModel):
+            pool.exchange(request(UPLOAD))
+
+
+def test_an_upload_worker_serves_one_model_and_a_bounded_number_of_frames(pools) -> None:
+    pool = pools(upload_size=1, upload_frames=3)
+    first = pool.exchange(request(UPLOAD))[0][0][0]
+    assert pool.exchange(request(OTHER))[0][0][0] != first  # a fresh worker for another model
+    second = pool.exchange(request(OTHER))[0][0][0]
+    pool.exchange(request(OTHER))  # its third frame: retired after it
+    assert pool.exchange(request(OTHER))[0][0][0] != second
+    retired = [w for w in FakeWorker.started if w.stopped]
+    assert len(retired) == 2 and not any(w.dead for w in retired)
+
+
+def test_the_watcher_reaps_idle_workers_that_die_or_write_unasked_and_refills(pools) -> None:
+    pool = pools()
+    dying, chatty = FakeWorker.started[:2]
+    dying.dead, chatty.chatter = True, True
+    deadline = time.monotonic() + 5
+    while pool.stats()["restarts"] < 2 or pool.stats()["idle"] < 2:
+        assert time.monotonic() < deadline, pool.stats()
+        time.sleep(0.02)
+    replacements = FakeWorker.started[2:]
+    assert len(replacements) == 2
+    assert all(w.frames and w.frames[0].model == DEFAULT for w in replacements)  # warmed
+    assert chatty.dead  # killed, not just dropped
+
+
+def test_close_waits_a_bounded_time_for_busy_workers_then_kills_them(pools) -> None:
+    pool = pools(size=1)
+    release = threading.Event()
+    behave(lambda worker, req: release.wait(10))
+    busy = threading.Thread(target=lambda: pool.exchange(request(DEFAULT)))
+    busy.start()
+    while pool.stats()["idle"] != 0:
+        time.sleep(0.01)
+    started = time.monotonic()
+    pool.close(grace=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    (worker,) = FakeWorker.started
+    assert worker.dead
+    release.set()
+    busy.join()
+    with pytest.raises(Exception, match="shut down"):
+        pool.exchange(request(DEFAULT))
