@@ -39,14 +39,14 @@ def classify(url: str, headers: dict[str, str], path: str = "/api/v1/classify"):
     [{}, bearer("wrong"), bearer(API), {"Authorization": ADMIN}, {"Authorization": "Basic x"}],
     ids=["none", "wrong", "api-token", "no-scheme", "basic"],
 )
-def test_registering_needs_the_admin_token(guarded: Server, headers: dict, register) -> None:
+def test_registering_needs_the_admin_token(guarded: Server, headers: dict) -> None:
     answer = register(guarded.url, headers)
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "unauthorized"
     assert answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_admin_registers_and_deletes_api_classifies(guarded: Server, register) -> None:
+def test_admin_registers_and_deletes_api_classifies(guarded: Server) -> None:
     registered = register(guarded.url, bearer(ADMIN))
     assert registered.status_code == 201, registered.text
     model_id = registered.json()["id"]

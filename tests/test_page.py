@@ -85,7 +85,7 @@ def test_form_works_without_javascript(browser: Browser, base_url: str) -> None:
     context.close()
 
 
-def test_register_in_the_page_then_pick_it(browser: Browser, registry, tmp_path, register) -> None:
+def test_register_in_the_page_then_pick_it(browser: Browser, registry, tmp_path) -> None:
     model = tmp_path / "page_birds.tflite"
     model.write_bytes(BIRD_MODEL.read_bytes() + b"page")  # bytes of its own: a new id
     context = browser.new_context(base_url=registry.url)

@@ -3,7 +3,12 @@ programs: a GraphDef can read and write files (ReadFile, WriteFile, MatchingFile
 map files into memory (ImmutableConst), print (PrintV2), read datasets, loop forever (While) or
 call Python (PyFunc). A MobileNet-style classifier needs none of that, so anything outside the
 list below is refused by name. TFLite models may use builtin operators only: custom operators
-(and Flex, TensorFlow ops inside TFLite) are native code outside LiteRT's reviewed kernels."""
+(and Flex, TensorFlow ops inside TFLite) are native code outside LiteRT's reviewed kernels.
+
+Left out on purpose although TensorFlow has them: the grappler-internal fused kernels
+(`_FusedConv2D`, `_FusedMatMul`), which trust attributes that no upload should set (a malformed
+one crashes TensorFlow), and `HardSwish`, which is no TensorFlow op at all: only a library
+function by that name could answer to it."""
 
 from __future__ import annotations
 
@@ -21,10 +26,10 @@ GRAPH_OPS = frozenset(
         # convolutions, pooling, normalisation
         "Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2",
         "BatchMatMulV3", "BiasAdd", "MaxPool", "AvgPool", "FusedBatchNorm", "FusedBatchNormV2",
-        "FusedBatchNormV3", "LRN", "_FusedConv2D", "_FusedMatMul",
+        "FusedBatchNormV3", "LRN",
         # activations and outputs
         "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-        "Softplus", "Softsign", "HardSwish",
+        "Softplus", "Softsign",
         # arithmetic and reductions
         "Add", "AddV2", "AddN", "Sub", "Mul", "Div", "RealDiv", "FloorDiv", "FloorMod",
         "Maximum", "Minimum", "Neg", "Abs", "Square", "Sqrt", "Rsqrt", "Exp", "Log", "Pow",
@@ -58,6 +63,15 @@ def graph_ops(graph_def) -> dict[str, str]:
 
 
 def check_graph(graph_def, allowed: frozenset[str] = GRAPH_OPS) -> None:
+    """Refuse every op outside `allowed`, and every node that calls one of the graph's own
+    library functions by its name: a function named like an op (`HardSwish`, say) would run
+    whatever its body holds, recursion included. A SavedModel's functions are called through
+    StatefulPartitionedCall, whose target function is checked like the rest."""
+    functions = {function.signature.name for function in graph_def.library.function}
+    called = {op: node for op, node in graph_ops(graph_def).items() if op in functions}
+    if called:
+        named = ", ".join(f"{op} (node {node!r})" for op, node in sorted(called.items()))
+        raise OpNotAllowed(f"the graph calls its own functions by op name: {named}")
     refused = {op: node for op, node in graph_ops(graph_def).items() if op not in allowed}
     if refused:
         named = ", ".join(f"{op} (node {node!r})" for op, node in sorted(refused.items()))
