@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from frontend import metrics, service
+from frontend import metrics, security, service
 from frontend.config import from_environment
 from frontend.errors import PayloadTooLarge
 from frontend.views import api, health, models, openapi, page
@@ -52,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     _register_error_handlers(app)
+    security.init_app(app)
     service.init_app(app)
     metrics.init_app(app)
     app.register_blueprint(page.bp)

@@ -20,12 +20,17 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "DEFAULT_LABELS": ("imagenet_labels.txt", str),
     "MODEL_STORE": (str(PROJECT_ROOT / "model-store"), str),  # registered models
     "MAX_MODEL_BYTES": (100 * 1024 * 1024, int),  # per registered model; over it: 413
+    "STORE_MAX_MODELS": (200, int),  # registered models the store may hold; over it: 507
+    "STORE_MAX_BYTES": (2 * 1024 * 1024 * 1024, int),  # bytes of model files it may hold
+    "REGISTRATIONS_PER_HOUR": (30, int),  # per client address; over it: 429
     "INPUT_SIZE": (224, int),
     "WORKER_TRANSPORT": ("pool", str),  # "pool", "process" or "tcp"
     "WORKER_ADDRESS": ("127.0.0.1:9000", str),  # host:port of the worker service (tcp)
     "MAX_CONTENT_LENGTH": (128 * 1024 * 1024, int),  # bytes per HTTP request
-    "MAX_IMAGE_PIXELS": (50_000_000, int),  # over it: 400, checked before decoding
+    "MAX_IMAGE_PIXELS": (25_000_000, int),  # over it: 400, checked before decoding
+    "LARGE_DECODES": (2, int),  # images over 4 MP decoded at once per gunicorn process
     "DEFAULT_TOP_K": (5, int),
+    "READY_CHECK_SECONDS": (10.0, float),  # /readyz answers from a check at most this old
     # Uploaded or registered models one client may have running at once (per gunicorn process).
     "UPLOADS_PER_CLIENT": (2, int),
     "ADMIN_TOKEN": ("", str),  # bearer token for registering and deleting models; "": open

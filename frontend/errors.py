@@ -71,12 +71,40 @@ class StoreUnavailable(ServiceError):
     status = 507
 
 
+class StoreFull(StoreUnavailable):
+    """STORE_MAX_MODELS or STORE_MAX_BYTES would be passed."""
+
+    code = "store_full"
+
+
+class TooManyRegistrations(BadRequest):
+    """This client registered REGISTRATIONS_PER_HOUR models within the last hour."""
+
+    code = "too_many_registrations"
+    status = 429
+    retry_after_seconds = 60
+
+
 class TooManyUploads(BadRequest):
     """This client already has UPLOADS_PER_CLIENT uploaded or registered models running."""
 
     code = "too_many_uploads"
     status = 429
     retry_after_seconds = 1
+
+
+class AdminDisabled(BadRequest):
+    """API_TOKEN is set and ADMIN_TOKEN is not: nobody may register or delete."""
+
+    code = "admin_disabled"
+    status = 403
+
+
+class CrossOrigin(BadRequest):
+    """A state-changing request from another site's page (its Origin is not ours)."""
+
+    code = "cross_origin"
+    status = 403
 
 
 class Unauthorized(BadRequest):

@@ -1,10 +1,21 @@
-"""The one image-preparation function: bytes of any image Pillow opens → RGB uint8 pixels at the
-model's input size. Used by the page, the API and the frame-building CLI
-(`python -m frontend.encode`) alike."""
+"""The one image-preparation function: bytes of an image → RGB uint8 pixels at the model's input
+size. Used by the page, the API and the frame-building CLI (`python -m frontend.encode`) alike.
+
+Decoding is budgeted, since an image is as hostile as a model: only the formats photos come in
+(JPEG, PNG, GIF, WebP, BMP; Pillow knows many more, EPS among them, which runs Ghostscript),
+the size from the header checked before anything is decoded (MAX_IMAGE_PIXELS), JPEG scans
+counted before decoding (a progressive JPEG of thousands of scans costs seconds of CPU per
+scan pass), at most LARGE_DECODES large images decoded at once per process, and the memory of a
+large decode handed back to the system afterwards."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -13,7 +24,14 @@ from frontend.errors import InvalidImage
 
 # Bilinear, no crop: what the models' expected labels were computed with (see README).
 RESIZE_FILTER = Image.Resampling.BILINEAR
-DEFAULT_MAX_PIXELS = 50_000_000
+# A classifier sees a few hundred thousand pixels at most; 25 MP admits every common camera
+# (phones save 12 MP by default, 24 MP for most system cameras) and refuses the rest.
+DEFAULT_MAX_PIXELS = 25_000_000
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+MAX_JPEG_SCANS = 64  # progressive JPEGs have about ten
+LARGE_PIXELS = 4_000_000  # decoding more than this counts against LARGE_DECODES
+_large_decodes = threading.BoundedSemaphore(2)
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
 # Pillow's own bomb check is a process-wide setting with a message of its own; the size from the
 # header is checked below instead, against the limit of the call, before anything is decoded.
 Image.MAX_IMAGE_PIXELS = None
@@ -34,6 +52,32 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
+def set_large_decodes(count: int) -> None:
+    """How many large images one process decodes at once (LARGE_DECODES)."""
+    global _large_decodes
+    _large_decodes = threading.BoundedSemaphore(max(1, count))
+
+
+@contextmanager
+def _decode_budget(pixels: int) -> Iterator[None]:
+    if pixels <= LARGE_PIXELS:
+        yield
+        return
+    with _large_decodes:
+        try:
+            yield
+        finally:
+            # glibc keeps freed heap for reuse; a large decode's hundreds of MB go back now.
+            if hasattr(_libc, "malloc_trim"):
+                _libc.malloc_trim(0)
+
+
+def _jpeg_scans(data: bytes) -> int:
+    """Start-of-scan markers: 0xFF is byte-stuffed inside entropy-coded data, so FF DA is only
+    ever a marker."""
+    return data.count(b"\xff\xda")
+
+
 def prepare_image(
     data: bytes, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -47,21 +91,32 @@ def prepare_image(
         raise InvalidImage("the image is empty (0 bytes)")
     height, width = size
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > max_pixels:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        pixels = image.width * image.height
+        if pixels > max_pixels:
             raise InvalidImage(
-                f"the image is {image.width}x{image.height} = {image.width * image.height} "
-                f"pixels, over the limit of {max_pixels} pixels (MAX_IMAGE_PIXELS)"
+                f"the image is {image.width}x{image.height} = {pixels} pixels, over the limit "
+                f"of {max_pixels} pixels (MAX_IMAGE_PIXELS)"
             )
         if image.format == "JPEG":
+            scans = _jpeg_scans(data)
+            if scans > MAX_JPEG_SCANS:
+                raise InvalidImage(
+                    f"the JPEG has {scans} scans, over the limit of {MAX_JPEG_SCANS} "
+                    "(progressive JPEGs have about ten)"
+                )
             image.draft("RGB", (width, height))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image).resize((width, height), RESIZE_FILTER)
+        with _decode_budget(image.width * image.height):
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image).resize((width, height), RESIZE_FILTER)
     except InvalidImage:
         raise
     except UnidentifiedImageError:
-        raise InvalidImage("the file is not an image in any format Pillow can read") from None
+        raise InvalidImage(
+            "the file is not an image in a format this service reads "
+            f"({', '.join(FORMATS)})"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image could not be decoded: {exc}") from None
     return np.asarray(image, dtype=np.uint8)

@@ -35,7 +35,10 @@ class ModelSource:
 
     @cached_property
     def sha256(self) -> str:
-        return self.manifest["id"] if self.manifest else hashlib.sha256(self.blob).hexdigest()
+        """Of the model's bytes (a registration's id also covers its labels and options)."""
+        if self.manifest is not None:
+            return self.manifest["sha256"]
+        return hashlib.sha256(self.blob).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         """The model's identity for answers; `id` is null for an unregistered upload."""
@@ -45,7 +48,7 @@ class ModelSource:
             model_id, model_format = None, detect_format(self.blob)
         return {
             "id": model_id,
-            "sha256": model_id or self.sha256,
+            "sha256": self.sha256,
             "name": self.name,
             "format": model_format,
             "origin": self.origin,

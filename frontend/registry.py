@@ -1,9 +1,16 @@
 """Registering models: probe the model once in a worker, line its labels up with its outputs,
-and store it with a manifest. The default model is registered the same way on first use."""
+and store it with a manifest. The default model is registered the same way at start-up.
+
+A registration's id is the sha256 of the model's bytes, its labels and the options it was
+given (tensor names, normalisation) together: the same bytes with other labels or options are
+another model, so nobody who registers a public model first can change what it means for the
+next one (its name is a label for people, not part of what it is). The same model again is 200
+with the entry as it is."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Any
 
@@ -39,6 +46,28 @@ def probe(transport: Transport, model: ModelSource) -> dict[str, Any]:
     return description
 
 
+IDENTITY = "mobilenet-service registration v1"
+
+
+def registration_id(
+    model_sha256: str,
+    label_lines: list[str] | tuple[str, ...],
+    input_tensor: str | None = None,
+    output_tensor: str | None = None,
+    normalization: Normalization | None = None,
+) -> str:
+    """The id of a model registered with these labels (parsed: line endings and trailing blank
+    lines do not count) and options."""
+    fields = {
+        "model": model_sha256,
+        "labels": hashlib.sha256("\n".join(label_lines).encode()).hexdigest(),
+        "input_tensor": input_tensor,
+        "output_tensor": output_tensor,
+        "normalization": (normalization or Normalization()).to_wire(),
+    }
+    return hashlib.sha256(json.dumps([IDENTITY, fields], sort_keys=True).encode()).hexdigest()
+
+
 def register(
     store: ModelStore,
     transport: Transport,
@@ -50,17 +79,20 @@ def register(
     input_tensor: str | None = None,
     output_tensor: str | None = None,
     normalization: Normalization | None = None,
+    replace: bool = False,
 ) -> tuple[StoredModel, bool]:
-    """The stored model and whether it is new. The same bytes always give the same id."""
+    """The stored model and whether it is new. `replace`: store it whatever the store holds
+    under its id (the default model, rebuilt at start-up)."""
     if not blob:
         raise InvalidField("the model file is empty (0 bytes)")
     if len(blob) > max_bytes:
         raise ModelTooLarge(f"the model is {len(blob)} bytes, over MAX_MODEL_BYTES={max_bytes}")
-    model_id = hashlib.sha256(blob).hexdigest()
+    normalization = normalization or Normalization()
+    model_sha256 = hashlib.sha256(blob).hexdigest()
     lines = parse_labels(labels)
+    model_id = registration_id(model_sha256, lines, input_tensor, output_tensor, normalization)
     existing = store.get(model_id)
-    if existing is not None:  # the first registration's labels stay; these must still fit
-        align_labels(lines, existing.manifest["output"]["classes"])
+    if existing is not None and not replace:
         return existing, False
     candidate = ModelSource(
         name=name,
@@ -69,16 +101,38 @@ def register(
         origin="registered",
         input_tensor=input_tensor,
         output_tensor=output_tensor,
-        normalization=normalization or Normalization(),
+        normalization=normalization,
     )
     description = probe(transport, candidate)
     aligned = align_labels(lines, description["output"]["classes"])
     manifest = {
         "id": model_id,
+        "sha256": model_sha256,
         "name": name,
         "bytes": len(blob),
         "created": time.time(),
+        "options": {
+            "input_tensor": input_tensor,
+            "output_tensor": output_tensor,
+            "normalization": normalization.to_wire(),
+        },
         **description,
         "labels": {"count": len(lines), "alignment": aligned.alignment, "note": aligned.note},
     }
-    return store.add(manifest, blob, labels), True
+    if replace:
+        if existing is not None and _same(existing, manifest, labels):
+            return existing, False  # nothing to rebuild: no folder swap under other readers
+        return store.replace(manifest, blob, labels), existing is None
+    return store.add(manifest, blob, labels)
+
+
+def _same(stored: StoredModel, manifest: dict[str, Any], labels: bytes) -> bool:
+    """Whether the stored entry is `manifest` (but for when it was made) with these labels."""
+
+    def timeless(entry: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in entry.items() if key != "created"}
+
+    try:
+        return timeless(stored.manifest) == timeless(manifest) and stored.labels_bytes() == labels
+    except OSError:
+        return False

@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import Counter, OrderedDict
-from collections.abc import Iterator
+import time
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,12 @@ from frontend.errors import (
     DefaultModelMissing,
     ModelIsDefault,
     ModelNotFound,
+    TooManyRegistrations,
     TooManyUploads,
 )
+from frontend.images import set_large_decodes
 from frontend.models import ModelSource, default_files, from_stored
-from frontend.registry import describe_request, register
+from frontend.registry import describe_request, register, registration_id
 from frontend.store import ModelStore, StoredModel
 from frontend.workers import make_transport
 from protocol import Normalization, SandboxUnavailable, ServiceError
@@ -32,10 +34,31 @@ current_logger = logging.getLogger("gunicorn.error")
 SOURCE_CACHE_SIZE = 8
 
 
+class RecentCheck:
+    """The answer of a check run at most `interval` seconds ago: one check at a time, the other
+    callers wait for it and share its answer."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._answer: Any = None
+
+    def answer(self, check: Callable[[], Any]) -> tuple[Any, float]:
+        """The answer and its age in seconds."""
+        with self._lock:
+            if time.monotonic() - self._at >= self.interval:
+                self._answer = check()
+                self._at = time.monotonic()
+            return self._answer, time.monotonic() - self._at
+
+
 class Service:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.store = ModelStore(Path(config["MODEL_STORE"]))
+        self.store = ModelStore(
+            Path(config["MODEL_STORE"]), config["STORE_MAX_MODELS"], config["STORE_MAX_BYTES"]
+        )
         self.transport = make_transport(config)
         self._default_lock = threading.Lock()
         self._default: StoredModel | None = None  # it cannot be deleted, so it is kept
@@ -44,11 +67,15 @@ class Service:
         self._sources_lock = threading.Lock()
         self._uploads: Counter[str] = Counter()  # models other than the default running, by client
         self._uploads_lock = threading.Lock()
+        self._registrations: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.readiness = RecentCheck(config["READY_CHECK_SECONDS"])
 
     # --- models ----------------------------------------------------------------------------
 
     def default_model(self) -> StoredModel:
-        """The default model from MODEL_DIR, registered in the store on first use."""
+        """The default model from MODEL_DIR, registered in the store by the first call in each
+        process, and rebuilt there from MODEL_DIR if the store holds anything else under its
+        id (its name, say): what the store held before never decides what the default is."""
         with self._default_lock:
             if self._default is not None:
                 return self._default
@@ -62,12 +89,18 @@ class Service:
             sha256 = hashlib.sha256(blob).hexdigest()
             # Ours: it never runs beside uploads, not even for its own registration probe.
             self.transport.trust(sha256)
-            stored = self.store.get(sha256)
-            if stored is None:
-                # Ours, not an upload: registered without the sandbox check.
-                stored, _ = self._register(blob, labels_path.read_bytes(), name=model_path.name)
+            # Ours, not an upload: registered without the sandbox check.
+            stored, _ = self._register(
+                blob, labels_path.read_bytes(), name=model_path.name, replace=True
+            )
             self._default = stored
             return stored
+
+    def _default_sha256(self) -> str | None:
+        try:
+            return self.default_model().manifest["sha256"]
+        except DefaultModelMissing:
+            return None
 
     def is_default(self, model_id: str) -> bool:
         try:
@@ -75,11 +108,11 @@ class Service:
         except DefaultModelMissing:
             return False
 
-    def _require_sandbox(self, model_id: str | None) -> None:
+    def _require_sandbox(self, model_sha256: str) -> None:
         """Models other than the default are untrusted: they run only inside the sandbox."""
         if self.transport.sandboxed or self.config["ALLOW_UNSANDBOXED_MODELS"]:
             return
-        if model_id is not None and self.is_default(model_id):
+        if model_sha256 == self._default_sha256():
             return
         raise SandboxUnavailable(
             "this server runs only its default model: workers have no sandbox "
@@ -90,8 +123,25 @@ class Service:
         self, blob: bytes, labels: bytes, client: str = "", **options: Any
     ) -> tuple[StoredModel, bool]:
         self._require_sandbox(hashlib.sha256(blob).hexdigest())
+        self._count_registration(client)
         with self._upload_slot(client):
             return self._register(blob, labels, **options)
+
+    def _count_registration(self, client: str) -> None:
+        """At most REGISTRATIONS_PER_HOUR registration requests per client address and hour
+        (in this gunicorn process): padding a model gives a new one, each probed and stored."""
+        limit, now = self.config["REGISTRATIONS_PER_HOUR"], time.monotonic()
+        with self._uploads_lock:
+            recent = self._registrations[client]
+            while recent and recent[0] <= now - 3600:
+                recent.popleft()
+            if len(recent) >= limit:
+                wait = 3600 - (now - recent[0])
+                raise TooManyRegistrations(
+                    f"{limit} registrations from this client within the hour "
+                    f"(REGISTRATIONS_PER_HOUR); the next one in {wait:.0f} s"
+                )
+            recent.append(now)
 
     @contextmanager
     def _upload_slot(self, client: str) -> Iterator[None]:
@@ -156,13 +206,13 @@ class Service:
         the uploaded labels), a stored model by id, or the default."""
         if upload is not None:
             self._require_sandbox(upload.sha256)
-            known = self.store.get(upload.sha256)
-            if known is None:
-                return upload
-            return replace(self._source(known, "registered"), label_lines=upload.label_lines)
+            # Registered with exactly these labels and no options, it is that entry.
+            known = self.store.get(registration_id(upload.sha256, upload.label_lines))
+            return upload if known is None else self._source(known, "registered")
         if model_id:
-            self._require_sandbox(model_id)
-            return self._source(self.stored(model_id), "registered")
+            stored = self.stored(model_id)
+            self._require_sandbox(stored.manifest["sha256"])
+            return self._source(stored, "registered")
         return self._source(self.default_model(), "default")
 
     def warm_up(self) -> None:
@@ -190,7 +240,8 @@ class Service:
     ) -> Classification:
         """`client` (the caller's address) counts against UPLOADS_PER_CLIENT unless the model
         is the default."""
-        slot = nullcontext() if self.is_default(model.sha256) else self._upload_slot(client)
+        trusted = model.origin == "default" or self._default_sha256() == model.sha256
+        slot = nullcontext() if trusted else self._upload_slot(client)
         with slot:
             return classify_image(
                 image,
@@ -204,6 +255,7 @@ class Service:
 
 
 def init_app(app: Flask) -> None:
+    set_large_decodes(app.config["LARGE_DECODES"])
     app.extensions["mobilenet"] = Service(app.config)
 
 

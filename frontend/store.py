@@ -1,13 +1,16 @@
-"""The model store: a content-addressed folder (MODEL_STORE), one folder per model named by the
-sha256 of its bytes, holding `model.bin`, `labels.txt` and `manifest.json`.
+"""The model store: a folder (MODEL_STORE) with one folder per registered model, named by its
+registration id (frontend/registry.py: the model's bytes, labels and options together), holding
+`model.bin`, `labels.txt` and `manifest.json`.
 
 Writes are atomic: a model is written into a hidden temporary folder, every file fsynced, then
 the folder is renamed into place and the parent fsynced. A crash leaves either nothing or the
-whole model; hidden leftovers of a crash are removed when the store opens.
+whole model; hidden leftovers of a crash are removed when the store opens. Quotas bound what it
+holds: at most `max_models` models and `max_bytes` bytes of model files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frontend.errors import StoreUnavailable
+from frontend.errors import StoreFull, StoreUnavailable
 
 MODEL_FILE, LABELS_FILE, MANIFEST_FILE = "model.bin", "labels.txt", "manifest.json"
 PARTIAL_PREFIX = ".partial-"
@@ -58,8 +61,10 @@ def _is_model_id(name: str) -> bool:
 
 
 class ModelStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_models: int = 1_000_000, max_bytes: int = 1 << 62) -> None:
         self.root = root
+        self.max_models = max_models
+        self.max_bytes = max_bytes
         try:
             root.mkdir(parents=True, exist_ok=True)
             for leftover in root.glob(PARTIAL_PREFIX + "*"):
@@ -81,26 +86,81 @@ class ModelStore:
         found = (self.get(p.name) for p in sorted(self.root.iterdir()) if _is_model_id(p.name))
         return sorted((m for m in found if m), key=lambda m: m.manifest.get("created", 0))
 
-    def add(self, manifest: dict[str, Any], model: bytes, labels: bytes) -> StoredModel:
-        """Store a model atomically. If the same id is already there, that copy wins."""
-        final = self.root / manifest["id"]
+    def _check_quota(self, adding: int) -> None:
+        stored = self.list()
+        used = sum(m.manifest.get("bytes", 0) for m in stored)
+        if len(stored) + 1 > self.max_models:
+            raise StoreFull(
+                f"the model store holds {len(stored)} models, its limit (STORE_MAX_MODELS); "
+                "delete one first"
+            )
+        if used + adding > self.max_bytes:
+            raise StoreFull(
+                f"the model store holds {used} bytes of models; {adding} more would pass its "
+                f"limit of {self.max_bytes} (STORE_MAX_BYTES)"
+            )
+
+    def _write_partial(self, manifest: dict[str, Any], model: bytes, labels: bytes) -> Path:
+        partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=self.root))
         try:
-            partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=self.root))
+            _write_synced(partial / MODEL_FILE, model)
+            _write_synced(partial / LABELS_FILE, labels)
+            _write_synced(partial / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+            _fsync_folder(partial)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return partial
+
+    def add(
+        self, manifest: dict[str, Any], model: bytes, labels: bytes
+    ) -> tuple[StoredModel, bool]:
+        """Store a model atomically, within the quotas; whether it is new. If the same id is
+        already there (a concurrent registration of the same model won), that copy stays."""
+        final = self.root / manifest["id"]
+        if (final / MANIFEST_FILE).is_file():
+            return self._stored(manifest["id"]), False
+        self._check_quota(len(model))
+        try:
+            partial = self._write_partial(manifest, model, labels)
             try:
-                _write_synced(partial / MODEL_FILE, model)
-                _write_synced(partial / LABELS_FILE, labels)
-                _write_synced(partial / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
-                _fsync_folder(partial)
                 os.rename(partial, final)
-                _fsync_folder(self.root)
+                created = True
             except OSError:
                 shutil.rmtree(partial, ignore_errors=True)
                 if not (final / MANIFEST_FILE).is_file():
                     raise
+                created = False
+            _fsync_folder(self.root)
         except OSError as exc:
             raise StoreUnavailable(f"the model could not be stored: {exc}") from None
-        stored = self.get(manifest["id"])
-        assert stored is not None
+        return self._stored(manifest["id"]), created
+
+    def replace(self, manifest: dict[str, Any], model: bytes, labels: bytes) -> StoredModel:
+        """Store a model whatever the store holds under its id (the default model, rebuilt from
+        MODEL_DIR at start-up): the new folder is complete before the old one moves aside."""
+        final = self.root / manifest["id"]
+        doomed = self.root / f"{PARTIAL_PREFIX}replaced-{manifest['id']}-{os.getpid()}"
+        try:
+            partial = self._write_partial(manifest, model, labels)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(final, doomed)
+                os.rename(partial, final)
+            except OSError:
+                shutil.rmtree(partial, ignore_errors=True)
+                if not (final / MANIFEST_FILE).is_file():  # another process's copy is in place
+                    raise
+            shutil.rmtree(doomed, ignore_errors=True)
+            _fsync_folder(self.root)
+        except OSError as exc:
+            raise StoreUnavailable(f"the model could not be stored: {exc}") from None
+        return self._stored(manifest["id"])
+
+    def _stored(self, model_id: str) -> StoredModel:
+        stored = self.get(model_id)
+        if stored is None:
+            raise StoreUnavailable(f"the model {model_id} vanished from the store while written")
         return stored
 
     def delete(self, model_id: str) -> bool:

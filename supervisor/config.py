@@ -13,6 +13,8 @@ from supervisor.batching import Batcher
 from supervisor.launcher import LaunchSettings
 from supervisor.pool import PoolSettings, WorkerPool
 from supervisor.sandbox import Sandbox, find_bwrap
+from supervisor.seccomp import SeccompUnavailable
+from supervisor.seccomp import program as seccomp_program
 from supervisor.transport import Transport
 from worker.limits import Limits
 
@@ -77,16 +79,23 @@ def sandbox(config: Mapping[str, Any]) -> Sandbox | None:
     if bwrap is None:
         problem = f"bubblewrap ({config['BWRAP_PATH']}) is not installed"
     else:
-        problem = Sandbox(bwrap).check()
+        try:
+            seccomp_program()
+            filtered = True
+        except SeccompUnavailable as exc:
+            logger.warning("sandboxes run without their seccomp filter: %s", exc)
+            filtered = False
+        problem = Sandbox(bwrap, seccomp=filtered).check()
         if problem is None:
-            return Sandbox(bwrap)
-        if "proc" in problem and Sandbox(bwrap, proc="host").check() is None:
+            return Sandbox(bwrap, seccomp=filtered)
+        shared_proc = Sandbox(bwrap, proc="host", seccomp=filtered)
+        if "proc" in problem and shared_proc.check() is None:
             logger.warning(
                 "a fresh /proc cannot be mounted here (%s): the sandbox shares this "
                 "container's /proc read-only",
                 problem,
             )
-            return Sandbox(bwrap, proc="host")
+            return shared_proc
     logger.warning(
         "the sandbox does not work (%s): workers run without it and only the default model is "
         "served (ALLOW_UNSANDBOXED_MODELS=1 overrides)",

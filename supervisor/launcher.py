@@ -16,6 +16,8 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -44,8 +46,19 @@ class LaunchSettings:
     sandbox: Sandbox | None = None  # None: the worker runs with its rlimits only
     check_ops: bool = True  # the operation allowlist (worker/allowlist.py)
 
-    def command(self, *extra: str) -> list[str]:
-        """The worker's command line, inside the sandbox when there is one."""
+    @contextmanager
+    def launch(self, *extra: str) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+        """The worker's command line (inside the sandbox when there is one) and the file
+        descriptors to pass it, open while in use."""
+        command = self.worker_command(*extra)
+        if self.sandbox is None:
+            yield command, ()
+            return
+        with self.sandbox.launch(command, sandbox_environment()) as launched:
+            yield launched
+
+    def worker_command(self, *extra: str) -> list[str]:
+        """The worker's own command line, outside any sandbox."""
         command = [
             sys.executable,
             "-m",
@@ -59,9 +72,7 @@ class LaunchSettings:
             *([] if self.check_ops else ["--allow-any-op"]),
             *extra,
         ]
-        if self.sandbox is None:
-            return command
-        return self.sandbox.wrap(command, sandbox_environment())
+        return command
 
 
 def _clean_environment(workdir: str) -> dict[str, str]:
@@ -72,9 +83,13 @@ def _clean_environment(workdir: str) -> dict[str, str]:
 def run_frame(frame: bytes, settings: LaunchSettings) -> bytes:
     """The worker's answer bytes. A worker that is killed, times out or crashes still yields a
     JSON error answer, so callers have a single path: `protocol.decode_answer`."""
-    with tempfile.TemporaryDirectory(prefix="mobilenet-worker-") as workdir:
+    with (
+        tempfile.TemporaryDirectory(prefix="mobilenet-worker-") as workdir,
+        settings.launch() as (command, fds),
+    ):
         process = subprocess.Popen(
-            settings.command(),
+            command,
+            pass_fds=fds,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -141,19 +156,19 @@ class WarmWorker:
         self.settings = settings
         self._workdir = tempfile.TemporaryDirectory(prefix="mobilenet-worker-")
         self._answers, answer_end = os.pipe()
+        serve = ("--serve", "--cache-mb", str(cache_mb), "--answer-fd", str(answer_end))
         try:
-            self.process = subprocess.Popen(
-                settings.command(
-                    "--serve", "--cache-mb", str(cache_mb), "--answer-fd", str(answer_end)
-                ),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                pass_fds=(answer_end,),
-                cwd=self._workdir.name,
-                env=_clean_environment(self._workdir.name),
-                start_new_session=True,
-            )
+            with settings.launch(*serve) as (command, fds):
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(answer_end, *fds),
+                    cwd=self._workdir.name,
+                    env=_clean_environment(self._workdir.name),
+                    start_new_session=True,
+                )
         finally:
             os.close(answer_end)
         os.set_blocking(self.process.stdin.fileno(), False)

@@ -5,20 +5,26 @@ Inside it a worker has: new network, IPC, PID, UTS and cgroup namespaces (no net
 no capabilities; a read-only view of the Python installation, the virtualenv (at /venv) and the
 `worker` and `protocol` packages only (no project files, no model store, no /home, /root, /etc
 or /tmp of the host); an empty private /tmp as its working directory; a minimal /dev and its
-own /proc; a clean environment; its own session (no terminal injection); and it dies with its
-parent. The worker then applies its rlimits (address space, CPU time, no core files, file size
-0, few file descriptors) to itself before reading a model."""
+own /proc; a clean environment; its own session (no terminal injection); a seccomp filter that
+denies the kernel interfaces a classifier never needs, and no user namespaces of its own
+(supervisor/seccomp.py); and it dies with its parent. The worker then applies its rlimits
+(address space, CPU time, no core files, file size 0, few file descriptors) to itself before
+reading a model."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import protocol
 import worker
+from supervisor.seccomp import program_fd
 
 # The two packages a worker runs (and nothing else of ours), and the folder that holds them.
 PACKAGES = {p.__name__: Path(p.__file__).resolve().parent for p in (worker, protocol)}
@@ -61,15 +67,24 @@ class Sandbox:
     # only, for containers whose masked /proc forbids mounting a fresh one (the worker makes
     # itself non-dumpable, so other sandboxes cannot read its memory or environment there).
     proc: str = "fresh"
+    seccomp: bool = True  # the filter of supervisor/seccomp.py, and no nested user namespaces
 
-    def wrap(self, command: list[str], environment: dict[str, str]) -> list[str]:
-        """`command` run inside the sandbox with exactly `environment`; a command that starts
-        with this interpreter (`sys.executable`) runs it at its path inside."""
+    def wrap(
+        self, command: list[str], environment: dict[str, str], seccomp_fd: int | None = None
+    ) -> list[str]:
+        """`command` run inside the sandbox with exactly `environment` (and the seccomp filter
+        read from `seccomp_fd`, which the caller passes to bwrap); a command that starts with
+        this interpreter (`sys.executable`) runs it at its path inside."""
         if command and command[0] == sys.executable:
             command = [sandboxed_python(), *command[1:]]
+        confine = (
+            [] if seccomp_fd is None
+            else ["--unshare-user", "--disable-userns", "--seccomp", str(seccomp_fd)]
+        )  # fmt: skip
         args = [
             self.bwrap,
             "--unshare-all",
+            *confine,
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
@@ -106,12 +121,29 @@ class Sandbox:
             args += ["--setenv", name, value]
         return [*args, "--", *command]
 
+    @contextmanager
+    def launch(
+        self, command: list[str], environment: dict[str, str]
+    ) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+        """The command line for bwrap and the descriptors to pass it, open while in use."""
+        fd = program_fd() if self.seccomp else None
+        try:
+            yield self.wrap(command, environment, fd), (() if fd is None else (fd,))
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def check(self) -> str | None:
         """None when a process can be started inside, else what bwrap said (inside a container
         it needs namespaces that Docker's default seccomp profile forbids: see the README)."""
-        command = self.wrap([sys.executable, "-c", "pass"], sandbox_environment())
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            with self.launch([sys.executable, "-c", "pass"], sandbox_environment()) as (
+                command,
+                fds,
+            ):
+                result = subprocess.run(
+                    command, capture_output=True, text=True, timeout=30, pass_fds=fds
+                )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return str(exc)
         if result.returncode != 0:

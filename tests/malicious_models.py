@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import tensorflow as tf
 from tflite_fixtures import custom_op_model
 
@@ -251,12 +252,16 @@ def _savedmodel_zip(main_op) -> bytes:
                     main_op=main_op(),
                 )
                 builder.save()
-        packed = io.BytesIO()
-        with zipfile.ZipFile(packed, "w") as archive:
-            for path in sorted((Path(folder) / "model").rglob("*")):
-                if path.is_file():
-                    archive.write(path, path.relative_to(Path(folder) / "model"))
-        return packed.getvalue()
+        return _zip_folder(Path(folder) / "model")
+
+
+def _zip_folder(folder: Path) -> bytes:
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder))
+    return packed.getvalue()
 
 
 def forging_savedmodel() -> bytes:
@@ -267,6 +272,103 @@ def forging_savedmodel() -> bytes:
 def blocking_savedmodel() -> bytes:
     """Its load blocks for ever, using no CPU: a dequeue from an empty queue."""
     return _savedmodel_zip(lambda: tf.group(tf1.FIFOQueue(1, tf.float32).dequeue()))
+
+
+def reading_savedmodel_v1(secret: str) -> bytes:
+    """TF1 format: its main_op, run while TensorFlow loads it, reads a file into a variable
+    that the serving signature then returns."""
+    with tempfile.TemporaryDirectory() as folder:
+        graph = tf.Graph()
+        with graph.as_default():
+            image = _image()
+            stolen = tf1.get_variable("stolen", initializer=tf.zeros([64]), use_resource=False)
+            raw = tf.io.decode_raw(tf.io.read_file(secret), tf.uint8)[:64]
+            fill = tf1.assign(stolen, tf.pad(tf.cast(raw, tf.float32), [[0, 64 - tf.size(raw)]]))
+            output = tf.identity(tf.reshape(tf.reduce_mean(image) * 0 + stolen, [1, 64]), "output")
+            with tf1.Session(graph=graph) as session:
+                session.run(tf1.global_variables_initializer())
+                builder = tf1.saved_model.Builder(str(Path(folder) / "model"))
+                builder.add_meta_graph_and_variables(
+                    session,
+                    ["serve"],
+                    signature_def_map={
+                        "serving_default": tf1.saved_model.predict_signature_def(
+                            {"input": image}, {"output": output}
+                        )
+                    },
+                    main_op=tf.group(fill),
+                )
+                builder.save()
+        return _zip_folder(Path(folder) / "model")
+
+
+class _FileReader(tf.saved_model.experimental.TrackableResource):
+    """A resource whose initializer, run while TensorFlow 2 loads the SavedModel, reads a file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._path = path
+
+    def _create_resource(self):
+        return tf.raw_ops.VarHandleOp(dtype=tf.string, shape=[], shared_name="stolen-file")
+
+    def _initialize(self):
+        tf.raw_ops.AssignVariableOp(
+            resource=self.resource_handle, value=tf.io.read_file(self._path)
+        )
+
+
+def reading_savedmodel_v2(secret: str) -> bytes:
+    """TF2 format: a resource initializer reads a file; the serving function returns its bytes."""
+    module = tf.Module()
+    module.reader = _FileReader(secret)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+    def serve(image):
+        content = tf.raw_ops.ReadVariableOp(resource=module.reader.resource_handle, dtype=tf.string)
+        values = tf.cast(tf.io.decode_raw(content, tf.uint8)[:4], tf.float32)
+        return {"output": tf.reshape(tf.reduce_mean(image) * 0 + values, [1, -1])}
+
+    with tempfile.TemporaryDirectory() as folder:
+        tf.saved_model.save(
+            module, str(Path(folder) / "model"), signatures={"serving_default": serve}
+        )
+        return _zip_folder(Path(folder) / "model")
+
+
+def fused_conv() -> bytes:
+    """A grappler-internal _FusedConv2D with a fused BiasAdd and no bias to add (1.3 KB)."""
+    graph_def = tf1.GraphDef()
+    for name, op in (("input", "Placeholder"), ("filter", "Const")):
+        node = graph_def.node.add(name=name, op=op)
+        node.attr["dtype"].type = tf.float32.as_datatype_enum
+    graph_def.node[1].attr["value"].tensor.CopyFrom(
+        tf.make_tensor_proto(np.ones([3, 3, 3, 4], np.float32))
+    )
+    fused = graph_def.node.add(name="output", op="_FusedConv2D", input=["input", "filter"])
+    fused.attr["T"].type = tf.float32.as_datatype_enum
+    fused.attr["num_args"].i = 0
+    fused.attr["fused_ops"].list.s.extend([b"BiasAdd"])
+    fused.attr["strides"].list.i.extend([1, 1, 1, 1])
+    fused.attr["padding"].s = b"SAME"
+    return graph_def.SerializeToString()
+
+
+def function_named_like_an_op() -> bytes:
+    """A library function named HardSwish (no TensorFlow op has that name) that calls itself."""
+    graph_def = tf1.GraphDef()
+    function = graph_def.library.function.add()
+    function.signature.name = "HardSwish"
+    arg = function.signature.input_arg.add(name="x")
+    arg.type = tf.float32.as_datatype_enum
+    result = function.signature.output_arg.add(name="y")
+    result.type = tf.float32.as_datatype_enum
+    function.node_def.add(name="again", op="HardSwish", input=["x"])
+    function.ret["y"] = "again:y:0"
+    image = graph_def.node.add(name="input", op="Placeholder")
+    image.attr["dtype"].type = tf.float32.as_datatype_enum
+    graph_def.node.add(name="output", op="HardSwish", input=["input"])
+    return graph_def.SerializeToString()
 
 
 def main(out: Path, secret: str, write_target: str) -> None:
@@ -289,6 +391,10 @@ def main(out: Path, secret: str, write_target: str) -> None:
         "aborting.pb": aborting(),
         "forging_savedmodel.zip": forging_savedmodel(),
         "blocking_savedmodel.zip": blocking_savedmodel(),
+        "reading_savedmodel_v1.zip": reading_savedmodel_v1(secret),
+        "reading_savedmodel_v2.zip": reading_savedmodel_v2(secret),
+        "fused_conv.pb": fused_conv(),
+        "function_named_like_an_op.pb": function_named_like_an_op(),
     }
     for name, blob in corpus.items():
         (out / name).write_bytes(blob)

@@ -114,7 +114,7 @@ def bird_id(stack: Stack) -> str:
         timeout=120,
     )
     assert response.status_code == 201, response.text
-    assert response.json()["id"] == sha256_of(BIRD_MODEL)
+    assert response.json()["sha256"] == sha256_of(BIRD_MODEL)
     return response.json()["id"]
 
 

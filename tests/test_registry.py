@@ -27,8 +27,11 @@ from conftest import (
     start_gunicorn,
 )
 
+from frontend.registry import registration_id
 from frontend.store import MANIFEST_FILE, MODEL_FILE, PARTIAL_PREFIX
 from tools.fetch_models import sha256_of
+
+DEFAULT_ID = registration_id(sha256_of(DEFAULT_MODEL), IMAGENET_LABELS.read_text().splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,16 @@ def bird_id(registry: Server, register) -> str:
 
 def test_registration_describes_the_model(registry: Server, bird_id: str) -> None:
     body = requests.get(f"{registry.url}/api/v1/models/{bird_id}", timeout=10).json()
-    assert body["id"] == sha256_of(BIRD_MODEL) == bird_id
+    assert body["id"] == bird_id
+    assert body["id"] == registration_id(
+        sha256_of(BIRD_MODEL), BIRD_LABELS.read_text().splitlines()
+    )
+    assert body["sha256"] == sha256_of(BIRD_MODEL)
+    assert body["options"] == {
+        "input_tensor": None,
+        "output_tensor": None,
+        "normalization": {"mode": "model_default"},
+    }
     assert body["name"] == "birds" and body["format"] == "tflite"
     assert body["input"] == {
         "name": "map/TensorArrayStack/TensorArrayGatherV3",
@@ -85,14 +97,12 @@ def test_list_includes_default_and_registered(registry: Server, bird_id: str) ->
     models = requests.get(registry.url + "/api/v1/models", timeout=30).json()["models"]
     by_id = {m["id"]: m for m in models}
     assert by_id[bird_id]["default"] is False
-    default = by_id[sha256_of(DEFAULT_MODEL)]
+    default = by_id[DEFAULT_ID]
     assert default["default"] is True and default["name"] == DEFAULT_MODEL.name
 
 
 def test_default_cannot_be_deleted_and_unknown_is_404(registry: Server) -> None:
-    response = requests.delete(
-        f"{registry.url}/api/v1/models/{sha256_of(DEFAULT_MODEL)}", timeout=10
-    )
+    response = requests.delete(f"{registry.url}/api/v1/models/{DEFAULT_ID}", timeout=10)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "model_is_default"
     missing = requests.get(f"{registry.url}/api/v1/models/{'0' * 64}", timeout=10)
@@ -196,7 +206,8 @@ def test_store_survives_restart_and_kill_during_registration(
             os.kill(pid, signal.SIGKILL)
     second.process.wait()
     pending.join()
-    assert not (store / sha256_of(FROZEN_MODEL)).exists()
+    frozen_id = registration_id(sha256_of(FROZEN_MODEL), IMAGENET_LABELS.read_text().splitlines())
+    assert not (store / frozen_id).exists()
     for folder in store.iterdir():
         if not folder.name.startswith(PARTIAL_PREFIX):
             assert (folder / MANIFEST_FILE).is_file() and (folder / MODEL_FILE).is_file()
@@ -207,7 +218,7 @@ def test_store_survives_restart_and_kill_during_registration(
         ids = [
             m["id"] for m in requests.get(third.url + "/api/v1/models", timeout=30).json()["models"]
         ]
-        assert bird in ids and sha256_of(FROZEN_MODEL) not in ids
+        assert bird in ids and frozen_id not in ids
         assert classify_by_id(third.url, bird, IMAGES / "owl.jpg")["predictions"][0]["label"] == (
             "Athene cunicularia (Burrowing Owl)"
         )

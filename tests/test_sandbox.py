@@ -30,6 +30,11 @@ try:
     found["network"] = "connected"
 except OSError as exc:
     found["network"] = type(exc).__name__
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+# a nested user namespace (CLONE_NEWUSER), and personality(2), which the filter denies
+found["unshare_user"] = libc.unshare(0x10000000) == 0 or os.strerror(ctypes.get_errno())
+found["personality"] = libc.personality(0xFFFFFFFF) >= 0 or os.strerror(ctypes.get_errno())
 if len(sys.argv) > 3:  # inside only: the same write outside would succeed and litter
     try:
         with open(os.path.join(sys.prefix, "written-by-sandbox"), "w") as handle:
@@ -64,10 +69,9 @@ def test_inside_the_sandbox(bwrap: str, tmp_path: Path, monkeypatch) -> None:
     threading.Thread(target=lambda: listener.accept(), daemon=True).start()
     port = listener.getsockname()[1]
     monkeypatch.setenv("ADMIN_TOKEN", "must-not-leak")
-    command = Sandbox(bwrap).wrap(
-        [sys.executable, "-c", PROBE, str(secret), str(port), str(ROOT)], sandbox_environment()
-    )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    probe = [sys.executable, "-c", PROBE, str(secret), str(port), str(ROOT)]
+    with Sandbox(bwrap).launch(probe, sandbox_environment()) as (command, fds):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, pass_fds=fds)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     # The same probe outside reaches all of it, so each refusal below is the sandbox's doing.
@@ -77,6 +81,9 @@ def test_inside_the_sandbox(bwrap: str, tmp_path: Path, monkeypatch) -> None:
     assert json.loads(outside.stdout)["secret"] == "TOP-SECRET-4711"
     assert json.loads(outside.stdout)["network"] == "connected"
     assert found["secret"] == "FileNotFoundError"  # the host's /tmp is not there
+    assert json.loads(outside.stdout)["personality"] is True  # allowed outside
+    assert found["unshare_user"] == "Operation not permitted"
+    assert found["personality"] == "Operation not permitted"
     assert found["network"] != "connected"
     assert found["write_python"] == "OSError"  # read-only file system
     assert found["tmp"] == []

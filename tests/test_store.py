@@ -7,23 +7,43 @@ from pathlib import Path
 import pytest
 
 from frontend import store as store_module
-from frontend.errors import StoreUnavailable
+from frontend.errors import StoreFull, StoreUnavailable
 from frontend.store import PARTIAL_PREFIX, ModelStore
 
 MODEL_ID = "ab" * 32
 
 
 def manifest(model_id: str = MODEL_ID) -> dict:
-    return {"id": model_id, "name": "m", "created": 1.0}
+    return {"id": model_id, "name": "m", "created": 1.0, "bytes": 10}
 
 
 def test_add_get_list_delete(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
-    stored = store.add(manifest(), b"model bytes", b"a\nb\n")
+    stored, created = store.add(manifest(), b"model bytes", b"a\nb\n")
+    assert created
+    assert store.add(manifest(), b"other bytes", b"c\n") == (stored, False)  # the first stays
     assert store.get(MODEL_ID).model_bytes() == b"model bytes"
     assert [m.id for m in store.list()] == [stored.id]
     assert store.delete(MODEL_ID) and store.get(MODEL_ID) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replace_swaps_the_whole_entry(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    store.add({**manifest(), "name": "poisoned"}, b"model bytes", b"POISONED\n")
+    rebuilt = store.replace(manifest(), b"model bytes", b"a\nb\n")
+    assert rebuilt.manifest["name"] == "m" and rebuilt.labels_bytes() == b"a\nb\n"
+    assert [p.name for p in tmp_path.iterdir()] == [MODEL_ID]
+
+
+def test_quotas_refuse_what_would_not_fit(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path, max_models=2, max_bytes=25)
+    store.add(manifest("01" * 32), b"x" * 10, b"a\n")
+    with pytest.raises(StoreFull, match="STORE_MAX_BYTES"):
+        store.add({**manifest("02" * 32), "bytes": 20}, b"x" * 20, b"a\n")
+    store.add({**manifest("03" * 32), "bytes": 10}, b"x" * 10, b"a\n")
+    with pytest.raises(StoreFull, match="STORE_MAX_MODELS"):
+        store.add({**manifest("04" * 32), "bytes": 1}, b"x", b"a\n")
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,13 +42,14 @@ GRAPH_OPS = frozenset(
     }
 )  # fmt: skip
 
-# In a SavedModel's serving function only: reading its variables and calling the functions of
-# its own library (whose ops are checked too). TensorFlow restores the variables while loading,
-# from the archive unpacked in memory, before this check; the model's own save and restore
-# functions never run.
+# In a SavedModel only: reading its variables and calling the functions of its own library (whose
+# ops are checked too, before TensorFlow loads anything: check_saved_model).
 SAVEDMODEL_OPS = GRAPH_OPS | {
     "VarHandleOp", "ReadVariableOp", "StatefulPartitionedCall", "PartitionedCall",
+    # the variables' own initializers, which Keras exports beside them
+    "AssignVariableOp", "VarIsInitializedOp",
 }  # fmt: skip
+CALLS = ("StatefulPartitionedCall", "PartitionedCall")
 
 
 def graph_ops(graph_def) -> dict[str, str]:
@@ -76,6 +77,72 @@ def check_graph(graph_def, allowed: frozenset[str] = GRAPH_OPS) -> None:
     if refused:
         named = ", ".join(f"{op} (node {node!r})" for op, node in sorted(refused.items()))
         raise OpNotAllowed(f"the graph uses operations outside the allowlist: {named}")
+
+
+def _called(nodes, functions: dict) -> set[str]:
+    """The library functions `nodes` call, and those they call in turn."""
+    found: set[str] = set()
+    pending = [n.attr["f"].func.name for n in nodes if n.op in CALLS and "f" in n.attr]
+    while pending:
+        name = pending.pop()
+        if name in found or name not in functions:
+            continue
+        found.add(name)
+        pending += [
+            n.attr["f"].func.name for n in functions[name].node_def if n.op in CALLS
+        ]
+    return found
+
+
+def check_saved_model(saved_model_pb: bytes) -> None:
+    """A SavedModel, checked from its `saved_model.pb` before TensorFlow loads any of it.
+
+    Loading a TensorFlow 1 SavedModel runs its init (main_op, legacy init) and restore ops, and
+    loading a TensorFlow 2 one runs its resources' initializers (library functions): all of it
+    before any check of the loaded model could look. So the parsed protocol buffer is checked
+    first: a TensorFlow 1 SavedModel, or one with assets (files that initializers read), is
+    refused; every node of every meta graph and every library function must be on the
+    allowlist, except the SavedModel's own save and restore functions, which TensorFlow 2's
+    loader never calls (it restores the variables itself)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    parsed = saved_model_pb2.SavedModel()
+    try:
+        parsed.ParseFromString(saved_model_pb)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise InvalidModel(f"saved_model.pb is not a SavedModel: {exc}") from None
+    if not parsed.meta_graphs:
+        raise InvalidModel("saved_model.pb holds no meta graph")
+    for meta in parsed.meta_graphs:
+        if not meta.HasField("object_graph_def"):
+            raise OpNotAllowed(
+                "the SavedModel is in TensorFlow 1 format: loading it runs its init and restore "
+                "ops before anything can check them. Export it with tf.saved_model.save (or "
+                "Keras model.export), freeze it to a GraphDef, or convert it to TFLite"
+            )
+        if meta.asset_file_def:
+            names = ", ".join(a.filename for a in meta.asset_file_def)
+            raise OpNotAllowed(
+                f"the SavedModel has assets ({names}): files that its initializers read while "
+                "it loads; a classifier needs none"
+            )
+        graph = meta.graph_def
+        functions = {f.signature.name: f for f in graph.library.function}
+        saver = [
+            n
+            for n in graph.node
+            if n.name in (
+                meta.saver_def.save_tensor_name.split(":")[0],
+                meta.saver_def.restore_op_name.split(":")[0],
+            )
+        ]
+        skipped = _called(saver, functions)
+        checked = type(graph)()
+        checked.node.extend(n for n in graph.node if n not in saver)
+        checked.library.function.extend(
+            f for f in graph.library.function if f.signature.name not in skipped
+        )
+        check_graph(checked, SAVEDMODEL_OPS)
 
 
 def check_tflite(model: bytes) -> None:

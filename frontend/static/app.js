@@ -10,6 +10,35 @@
   const summary = document.getElementById("summary");
   const note = document.getElementById("labels-note");
   const error = document.getElementById("error");
+  const select = document.getElementById("model-select");
+
+  // A token, when the service needs one: kept for this tab only, sent as a header.
+  const tokenInput = document.getElementById("api-token");
+  const TOKEN_KEY = "mobilenet-service-token";
+  function headers() {
+    const token = tokenInput ? tokenInput.value : "";
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
+  function addModel(model) {
+    if (select.querySelector('option[value="' + model.id + '"]')) return;
+    const option = document.createElement("option");
+    option.value = model.id;
+    option.textContent = model.name + " (" + model.format + ", " + model.output.classes + " classes)";
+    select.appendChild(option);
+  }
+  async function loadModels() {
+    const response = await fetch("/api/v1/models", { headers: headers() });
+    if (!response.ok) return;
+    for (const model of (await response.json()).models) addModel(model);
+  }
+  if (tokenInput) {
+    tokenInput.value = sessionStorage.getItem(TOKEN_KEY) || "";
+    tokenInput.addEventListener("change", function () {
+      sessionStorage.setItem(TOKEN_KEY, tokenInput.value);
+      loadModels();
+    });
+    if (tokenInput.value) loadModels();
+  }
 
   imageInput.addEventListener("change", function () {
     const file = imageInput.files[0];
@@ -25,11 +54,10 @@
       const label = document.createElement("span");
       label.className = "label";
       label.textContent = p.label;  // textContent: labels come from users' files
-      const bar = document.createElement("span");
+      const bar = document.createElement("progress");
       bar.className = "bar";
-      const fill = document.createElement("span");
-      fill.style.width = (p.probability * 100).toFixed(1) + "%";
-      bar.appendChild(fill);
+      bar.max = 100;
+      bar.value = p.probability * 100;
       const prob = document.createElement("span");
       prob.className = "prob";
       prob.textContent = (p.probability * 100).toFixed(1) + "%";
@@ -45,7 +73,7 @@
     event.preventDefault();
     const data = new FormData();
     data.append("image", imageInput.files[0]);
-    const chosen = document.getElementById("model-select").value;
+    const chosen = select.value;
     if (chosen) data.append("model", chosen);
     for (const field of ["model_file", "label_file"]) {
       const file = form.elements[field].files[0];
@@ -55,7 +83,7 @@
     result.hidden = true;
     status.textContent = "Classifying…";
     try {
-      const response = await fetch("/api/v1/classify", { method: "POST", body: data });
+      const response = await fetch("/api/v1/classify", { method: "POST", body: data, headers: headers() });
       const body = await response.json();
       if (!response.ok) throw new Error(body.error.message + " (" + body.error.code + ")");
       showPredictions(body);
@@ -72,19 +100,15 @@
   registerForm.addEventListener("submit", async function (event) {
     event.preventDefault();
     registerStatus.textContent = "Checking the model…";
-    const response = await fetch("/api/v1/models", { method: "POST", body: new FormData(registerForm) });
+    const response = await fetch("/api/v1/models", {
+      method: "POST", body: new FormData(registerForm), headers: headers(),
+    });
     const body = await response.json();
     if (!response.ok) {
       registerStatus.textContent = body.error.message + " (" + body.error.code + ")";
       return;
     }
-    const select = document.getElementById("model-select");
-    if (!select.querySelector('option[value="' + body.id + '"]')) {
-      const option = document.createElement("option");
-      option.value = body.id;
-      option.textContent = body.name + " (" + body.format + ", " + body.output.classes + " classes)";
-      select.appendChild(option);
-    }
+    addModel(body);
     select.value = body.id;
     registerStatus.textContent = "Registered " + body.name + " (" + body.id.slice(0, 12) + ")";
   });

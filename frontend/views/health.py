@@ -1,5 +1,6 @@
 """Liveness (/healthz: the process answers) and readiness (/readyz: the default model is
-present and a worker runs it on a probe image)."""
+present and a worker ran it on a probe image within the last READY_CHECK_SECONDS). A flood of
+/readyz therefore costs at most one classification per interval, not one per call."""
 
 from __future__ import annotations
 
@@ -25,17 +26,20 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-@bp.get("/readyz")
-def readyz() -> tuple[Response, int]:
+def _check() -> tuple[dict, int]:
     service = get_service()
     try:
         result = service.classify(_probe_image(), service.resolve(None, None), Normalization(), 1)
     except ServiceError as exc:
-        return jsonify({"status": "not ready", "error": exc.to_dict()}), 503
-    return jsonify(
-        {
-            "status": "ready",
-            "model": result.model.describe(),
-            "worker_ms": result.timings_ms["worker"],
-        }
-    ), 200
+        return {"status": "not ready", "error": exc.to_dict()}, 503
+    return {
+        "status": "ready",
+        "model": result.model.describe(),
+        "worker_ms": result.timings_ms["worker"],
+    }, 200
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    (body, status), age = get_service().readiness.answer(_check)
+    return jsonify({**body, "checked_seconds_ago": round(age, 1)}), status

@@ -15,7 +15,11 @@ bp = Blueprint("page", __name__)
 
 
 def _model_choices() -> list[dict]:
-    """Stored models for the picker, the default first (registered here on first use)."""
+    """Stored models for the picker, the default first (registered here on first use); none
+    when listing them needs a token this request does not carry (the page's script then lists
+    them with the token the visitor types)."""
+    if not auth.accepts("API_TOKEN", "ADMIN_TOKEN"):
+        return []
     service = get_service()
     with suppress(ServiceError):
         service.default_model()
@@ -23,9 +27,16 @@ def _model_choices() -> list[dict]:
     return sorted(models, key=lambda m: not service.is_default(m["id"]))
 
 
+def _page(**context) -> str:
+    token_required = bool(get_service().config["API_TOKEN"])
+    return render_template(
+        "index.html", models=_model_choices(), token_required=token_required, **context
+    )
+
+
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", result=None, error=None, models=_model_choices())
+    return _page(result=None, error=None)
 
 
 @bp.post("/infer")
@@ -45,13 +56,9 @@ def infer() -> Response | tuple[str, int] | str:
     except ServiceError as exc:
         if not as_page:
             raise
-        return render_template(
-            "index.html", result=None, error=exc.to_dict(), models=_model_choices()
-        ), exc.status
+        return _page(result=None, error=exc.to_dict()), exc.status
     if as_page:
-        return render_template(
-            "index.html", result=result.to_dict(), error=None, models=_model_choices()
-        )
+        return _page(result=result.to_dict(), error=None)
     best = result.predictions[0]
     # The label comes from a user's file: escape() keeps a <script> in it inert.
     return Markup("Detected <b>{}</b> with <u>{}</u> confidence.").format(

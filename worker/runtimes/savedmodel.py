@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
-from worker.allowlist import SAVEDMODEL_OPS, check_graph
+from worker.allowlist import check_saved_model
 from worker.cost import check_graph_cost
 from worker.inputs import to_input, to_probabilities
 
@@ -102,6 +102,8 @@ class SavedModel:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self._tf = tf
         members, folder = unpack(model)
+        if check_ops:  # before TensorFlow loads (and so runs) any of it
+            check_saved_model(members[folder / "saved_model.pb"])
         root = _to_memory(tf, members)
         try:
             loaded = tf.saved_model.load(f"{root}/{folder}" if folder.parts else root)
@@ -117,8 +119,6 @@ class SavedModel:
             )
         self._loaded = loaded  # keeps the signature's variables alive
         self._function = signatures[SIGNATURE]
-        if check_ops:  # the serving function and every function it calls, before any runs
-            check_graph(self._function.graph.as_graph_def(), SAVEDMODEL_OPS)
         check_graph_cost(self._function.graph)
         inputs = self._function.structured_input_signature[1]
         self.input_name = self._pick(inputs, input_tensor, "input")

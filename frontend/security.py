@@ -1,0 +1,73 @@
+"""What every request and every response get: bodies bounded by MAX_CONTENT_LENGTH (chunked
+ones too), a refusal of POST/DELETE requests sent by another site's page (a cross-site form
+post would otherwise register a model with the visitor's network position; clients that send no
+Origin, such as curl, the CLI and other servers, are not browsers and pass), and browser
+security headers on every answer."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, request
+
+from frontend.errors import CrossOrigin, PayloadTooLarge
+
+HEADERS = {
+    # The page loads its own script and stylesheet only; previews are blob: URLs.
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # "same-origin", not "no-referrer": with no-referrer a browser sends "Origin: null" even
+    # for our own form posts, which the cross-site check below must refuse.
+    "Referrer-Policy": "same-origin",
+}
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _cross_site() -> bool:
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    # The host only: behind a TLS-terminating proxy the scheme we see is not the browser's.
+    return origin == "null" or urlsplit(origin).netloc != request.host
+
+
+def _buffer_chunked_body(limit: int) -> None:
+    """A chunked body has no Content-Length for MAX_CONTENT_LENGTH to check: read it here, up to
+    one byte past the limit, so that a body over it is a 413 and not silently cut."""
+    environ = request.environ
+    if environ.get("CONTENT_LENGTH") or "chunked" not in environ.get(
+        "HTTP_TRANSFER_ENCODING", ""
+    ).lower():
+        return
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the request's chunked body is over {limit} bytes")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def check_body_size() -> None:
+        _buffer_chunked_body(app.config["MAX_CONTENT_LENGTH"])
+
+    @app.before_request
+    def refuse_cross_site_writes() -> None:
+        if request.method in STATE_CHANGING and _cross_site():
+            raise CrossOrigin(
+                f"a {request.method} from another site's page ({request.headers.get('Origin')}) "
+                "is refused: state-changing requests must come from this service's own page"
+            )
+
+    @app.after_request
+    def add_headers(response: Response) -> Response:
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
