@@ -5,10 +5,10 @@
 # (`--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt`; make compose-test does).
 FROM debian:bookworm-slim
 # bubblewrap: the sandbox each model worker runs in (supervisor/sandbox.py); libseccomp2 builds
-# its seccomp filter (supervisor/seccomp.py).
+# its seccomp filter (supervisor/seccomp.py); nginx: the buffering proxy in front of gunicorn.
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        python3 python3-venv bubblewrap libseccomp2 ca-certificates >/dev/null \
+        python3 python3-venv bubblewrap libseccomp2 nginx ca-certificates >/dev/null \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1

@@ -7,9 +7,10 @@ MODEL_DIR ?= models
 # The shared fixtures folder beside the checkout, when present; CI sets it explicitly.
 MODEL_MIRROR ?= $(wildcard ../shared/models)
 PORT ?= 8080
-# The sandbox around model workers; the tests add a browser, the compose checker and ab; the
+# The sandbox around model workers (bwrap, libseccomp for its filter) and the buffering proxy in
+# front of gunicorn (nginx); the tests add a browser, the compose checker and ab; the
 # compose test a Docker engine and debootstrap (to make the base image when it cannot be pulled).
-RUN_DEBS := bubblewrap
+RUN_DEBS := bubblewrap libseccomp2 nginx
 TEST_DEBS := $(RUN_DEBS) chromium docker-compose apache2-utils
 COMPOSE_DEBS := $(TEST_DEBS) docker.io debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -52,7 +53,7 @@ compose-debs:
 	$(call install_debs,$(COMPOSE_DEBS))
 
 run: venv models run-debs
-	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "frontend:create_app()"
+	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(BIN)/python -m frontend
 
 lint: dev-venv
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from frontend import metrics, security, service
 from frontend.config import from_environment
@@ -60,4 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(models.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:  # behind our own nginx (python -m frontend): the client is in X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app

@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "READY_CHECK_SECONDS": (10.0, float),  # /readyz answers from a check at most this old
     # Uploaded or registered models one client may have running at once (per gunicorn process).
     "UPLOADS_PER_CLIENT": (2, int),
+    # Proxies in front whose X-Forwarded-For to believe (python -m frontend sets 1 for its nginx).
+    "TRUSTED_PROXY_HOPS": (0, int),
     "ADMIN_TOKEN": ("", str),  # bearer token for registering and deleting models; "": open
     "API_TOKEN": ("", str),  # bearer token for classifying; "": open
     **supervisor_config.SETTINGS,

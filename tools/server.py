@@ -72,6 +72,29 @@ class Server:
             self.process.wait()
 
 
+def start_frontend(tmp: Path, models: Path, env: dict[str, str] | None = None) -> Server:
+    """The server as `make run` starts it: `python -m frontend`, gunicorn behind nginx."""
+    port = free_port()
+    log = tmp / f"frontend-{port}.log"
+    full_env = {
+        **os.environ,
+        "MODEL_DIR": str(models),
+        "BIND": f"127.0.0.1:{port}",
+        "MODEL_STORE": str(tmp / f"store-{port}"),
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "frontend"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    wait_until_up(server.url + "/healthz", process)
+    return server
+
+
 def start_gunicorn(
     tmp: Path, models: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
 ) -> Server:

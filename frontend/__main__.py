@@ -1,0 +1,111 @@
+"""`python -m frontend`: the frontend as `make run` and docker compose serve it, gunicorn behind
+nginx (frontend/proxy.py) on BIND (default 0.0.0.0:$PORT, PORT 8080).
+
+gunicorn listens on a loopback port of its own and trusts one proxy hop for the client's
+address (TRUSTED_PROXY_HOPS=1); nginx takes the public port. Both are children of this process,
+which passes SIGTERM and SIGINT on to them and ends when either ends, stopping the other.
+FRONT_PROXY=none serves gunicorn alone on BIND (then slow clients can hold its threads)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from frontend.config import from_environment
+from frontend.proxy import config as nginx_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _gunicorn(bind: str, extra_env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "frontend:create_app()",
+        ],
+        env={**os.environ, "BIND": bind, **extra_env},
+        cwd=ROOT,
+    )
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"frontend: gunicorn exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"frontend: gunicorn did not listen on {port} within {seconds:g} s")
+
+
+def main() -> int:
+    bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+    proxy = os.environ.get("FRONT_PROXY", "nginx")
+    if proxy == "none":
+        os.execv(
+            str(Path(sys.executable).parent / "gunicorn"),
+            ["gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "frontend:create_app()"],
+        )
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if proxy != "nginx" or nginx is None:
+        print(
+            f"frontend: FRONT_PROXY={proxy!r} needs nginx (Debian: nginx), or FRONT_PROXY=none",
+            file=sys.stderr,
+        )
+        return 1
+    settings = from_environment()
+    port = _free_loopback_port()
+    children: list[subprocess.Popen] = []
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with tempfile.TemporaryDirectory(prefix="mobilenet-frontend-") as run_dir:
+        conf = Path(run_dir) / "nginx.conf"
+        conf.write_text(
+            nginx_config(
+                bind,
+                f"127.0.0.1:{port}",
+                Path(run_dir),
+                settings["MAX_CONTENT_LENGTH"],
+                settings["WORKER_TIMEOUT"] + 60,
+            )
+        )
+        app = _gunicorn(f"127.0.0.1:{port}", {"TRUSTED_PROXY_HOPS": "1"})
+        children.append(app)
+        _wait_for_port(port, app)
+        children.append(subprocess.Popen([nginx, "-c", str(conf), "-p", run_dir]))
+        # Whichever ends first ends the other; nginx stops at once, gunicorn after its drain.
+        while all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        stop(signal.SIGTERM, None)
+        codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
