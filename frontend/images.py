@@ -114,8 +114,7 @@ def prepare_image(
         raise
     except UnidentifiedImageError:
         raise InvalidImage(
-            "the file is not an image in a format this service reads "
-            f"({', '.join(FORMATS)})"
+            f"the file is not an image in a format this service reads ({', '.join(FORMATS)})"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image could not be decoded: {exc}") from None

@@ -42,9 +42,10 @@ def _buffer_chunked_body(limit: int) -> None:
     """A chunked body has no Content-Length for MAX_CONTENT_LENGTH to check: read it here, up to
     one byte past the limit, so that a body over it is a 413 and not silently cut."""
     environ = request.environ
-    if environ.get("CONTENT_LENGTH") or "chunked" not in environ.get(
-        "HTTP_TRANSFER_ENCODING", ""
-    ).lower():
+    if (
+        environ.get("CONTENT_LENGTH")
+        or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    ):
         return
     body = environ["wsgi.input"].read(limit + 1)
     if len(body) > limit:

@@ -67,7 +67,7 @@ class Sandbox:
     # only, for containers whose masked /proc forbids mounting a fresh one (the worker makes
     # itself non-dumpable, so other sandboxes cannot read its memory or environment there).
     proc: str = "fresh"
-    seccomp: bool = True  # the filter of supervisor/seccomp.py, and no nested user namespaces
+    seccomp: bool = True  # the filter of supervisor/seccomp.py (no nested namespaces among it)
 
     def wrap(
         self, command: list[str], environment: dict[str, str], seccomp_fd: int | None = None
@@ -77,10 +77,7 @@ class Sandbox:
         this interpreter (`sys.executable`) runs it at its path inside."""
         if command and command[0] == sys.executable:
             command = [sandboxed_python(), *command[1:]]
-        confine = (
-            [] if seccomp_fd is None
-            else ["--unshare-user", "--disable-userns", "--seccomp", str(seccomp_fd)]
-        )  # fmt: skip
+        confine = [] if seccomp_fd is None else ["--seccomp", str(seccomp_fd)]
         args = [
             self.bwrap,
             "--unshare-all",

@@ -5,7 +5,9 @@ file descriptor (`--seccomp FD`) for each worker.
 
 A denylist, not an allowlist: TensorFlow, LiteRT, numpy and Python use hundreds of syscalls
 that differ between versions, and one missing from an allowlist would crash a worker in ways
-no test predicts. Creating namespaces is denied twice over: bwrap's --disable-userns too."""
+no test predicts. New namespaces (a nested user namespace above all) are denied here, with
+clone's flags checked: bwrap's own --disable-userns writes /proc/sys, which a container keeps
+read-only."""
 
 from __future__ import annotations
 
@@ -33,7 +35,28 @@ DENIED = (
 # clone3 takes its flags in memory, where a filter cannot look: ENOSYS makes glibc use clone.
 ENOSYS_CALLS = ("clone3",)
 
+# clone(2) with any of these flags makes a new namespace.
+NAMESPACE_FLAGS = (
+    0x00020000,  # CLONE_NEWNS
+    0x02000000,  # CLONE_NEWCGROUP
+    0x04000000,  # CLONE_NEWUTS
+    0x08000000,  # CLONE_NEWIPC
+    0x10000000,  # CLONE_NEWUSER
+    0x20000000,  # CLONE_NEWPID
+    0x40000000,  # CLONE_NEWNET
+)
+
 SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_CMP_MASKED_EQ = 7
+
+
+class _ArgumentTest(ctypes.Structure):  # struct scmp_arg_cmp
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 def _errno_action(code: int) -> int:
@@ -55,6 +78,10 @@ def program() -> bytes:
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+        ctypes.POINTER(_ArgumentTest),
+    ]  # fmt: skip
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     context = lib.seccomp_init(SCMP_ACT_ALLOW)
@@ -69,6 +96,11 @@ def program() -> bytes:
                 continue
             if lib.seccomp_rule_add(context, action, number, 0) != 0:
                 raise SeccompUnavailable(f"seccomp_rule_add({syscall}) failed")
+        clone = lib.seccomp_syscall_resolve_name(b"clone")
+        for flag in NAMESPACE_FLAGS:  # clone's flags are its first argument here
+            test = _ArgumentTest(0, SCMP_CMP_MASKED_EQ, flag, flag)
+            if lib.seccomp_rule_add_array(context, _errno_action(errno.EPERM), clone, 1, test) != 0:
+                raise SeccompUnavailable("seccomp_rule_add(clone with a namespace flag) failed")
         read_end, write_end = os.pipe()
         try:
             if lib.seccomp_export_bpf(context, write_end) != 0:

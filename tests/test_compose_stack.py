@@ -24,17 +24,17 @@ from conftest import (
     BIRD_LABELS,
     BIRD_MODEL,
     IMAGES,
+    MODELS,
     PROBABILITY_TOLERANCE,
     ROOT,
     expected_rows,
-    start_gunicorn,
 )
 from stacks import classify, ready, replica_frames, report, wait_until
 
 from bench.loadgen import multipart_body, run_ab
 from tools import docker_engine
 from tools.fetch_models import sha256_of
-from tools.server import free_port
+from tools.server import free_port, start_frontend
 
 pytestmark = pytest.mark.compose
 
@@ -160,7 +160,7 @@ def test_throughput_against_make_run(
     """Both measured here, one after the other, with the same load."""
     body, content_type = multipart_body(tmp_path, {}, IMAGES / "grace_hopper.jpg")
     compose = run_ab(stack.url + "/api/v1/classify", body, content_type, **LOAD)
-    local = start_gunicorn(tmp_path)
+    local = start_frontend(tmp_path, MODELS)  # as make run serves: gunicorn behind nginx
     try:
         wait_until(lambda: ready(local.url), 120, "make run's server")
         run_ab(local.url + "/api/v1/classify", body, content_type, 20, 2)  # warm, as compose is

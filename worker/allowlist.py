@@ -88,9 +88,7 @@ def _called(nodes, functions: dict) -> set[str]:
         if name in found or name not in functions:
             continue
         found.add(name)
-        pending += [
-            n.attr["f"].func.name for n in functions[name].node_def if n.op in CALLS
-        ]
+        pending += [n.attr["f"].func.name for n in functions[name].node_def if n.op in CALLS]
     return found
 
 
@@ -131,7 +129,8 @@ def check_saved_model(saved_model_pb: bytes) -> None:
         saver = [
             n
             for n in graph.node
-            if n.name in (
+            if n.name
+            in (
                 meta.saver_def.save_tensor_name.split(":")[0],
                 meta.saver_def.restore_op_name.split(":")[0],
             )
