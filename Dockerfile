@@ -22,10 +22,11 @@ COPY worker ./worker
 COPY supervisor ./supervisor
 COPY frontend ./frontend
 COPY tools ./tools
-# A non-root user owns the model and store folders, so named volumes start out writable by it.
+# The services run as a non-root user, which owns the store (named volumes start out as the
+# image's folder); /models is root's, written only by the `models` service.
 RUN pip install --no-cache-dir -q --no-deps --no-build-isolation -e . \
     && useradd --create-home --uid 10001 service \
-    && mkdir -p /models /store && chown service /models /store
+    && mkdir -p /models /store && chown service /store
 USER service
 ENV MODEL_DIR=/models MODEL_STORE=/store PORT=8080
 EXPOSE 8080 9000

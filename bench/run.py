@@ -1,10 +1,15 @@
-"""`make bench`: the service against the raw model and the spawn-per-request design, in one run.
+"""`make bench`: the service against the raw model, a plain Flask peer and the spawn-per-request
+design, in one run, on this machine.
 
-Starts the real server with gunicorn, registers the frozen GraphDef, and drives load with `ab`
-at concurrency 1, 4 and 16 for a 224 px JPEG and a 12 MP JPEG (a real photo upscaled), with the
-default TFLite model and the frozen GraphDef. Measures the raw in-process throughput of the same
-models (one runtime per core, image prepared once) and the spawn-a-worker-per-request baseline.
-Prints a table of ratios, writes bench/results/latest.json and bench/results/latest.png.
+Starts the real server as `make run` does (`python -m frontend`: gunicorn behind nginx, sandbox
+on), registers the frozen GraphDef, and drives load with `ab` at concurrency 1, 4 and 16 for a
+224 px JPEG and a 12 MP JPEG (a real photo upscaled), with the default TFLite model and the
+frozen GraphDef. Beside it, in the same run: the raw in-process throughput of the same models
+(one runtime per core, image prepared once), the plain Flask peer (bench/peer_app.py: the same
+model in-process behind gunicorn, no sandbox) and the spawn-a-worker-per-request baseline. The
+CPU each server used per request comes from /proc. Prints a table of ratios, writes
+bench/results/latest.json and bench/results/latest.png, each naming the CPU and how long the
+model takes on it.
 
     .venv/bin/python -m bench.run [--quick]
 """
@@ -23,10 +28,11 @@ from PIL import Image
 
 from bench.loadgen import multipart_body, run_ab
 from bench.memory import measure_memory
+from bench.peers import start_peer
 from bench.raw import raw_throughput
 from bench.setup import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, RESULTS
 from frontend.images import prepare_image
-from tools.server import start_gunicorn
+from tools.server import Server, cpu_between, start_frontend, start_gunicorn, tree_cpu_seconds
 
 CONCURRENCIES = (1, 4, 16)
 
@@ -64,34 +70,54 @@ def requests_for(concurrency: int, quick: bool) -> int:
     return max(concurrency * 4, base // 10 if quick else base)
 
 
-def sweep(url: str, body: tuple[Path, str], quick: bool, row: dict, kind: str) -> list[dict]:
-    """One image and model at every concurrency, after a short warm-up: a result row each."""
+ROUNDS = 3  # at each concurrency; the median round is kept
+
+
+def measured(server: Server, body: tuple[Path, str], requests: int, concurrency: int) -> dict:
+    """One ab run, with the CPU the whole server (every process under it) used per request."""
     path, content_type = body
-    run_ab(url + "/api/v1/classify", path, content_type, 20, 2)  # warm
+    before = tree_cpu_seconds(server.process.pid)
+    result = run_ab(server.url + "/api/v1/classify", path, content_type, requests, concurrency)
+    cpu = cpu_between(before, tree_cpu_seconds(server.process.pid))
+    return {**result, "cpu_ms_per_request": round(cpu / requests * 1000, 3)}
+
+
+def sweep(server: Server, body: tuple[Path, str], quick: bool, row: dict, kind: str) -> list[dict]:
+    """One image and model at every concurrency, after a short warm-up: a result row each, the
+    median of ROUNDS rounds by throughput."""
+    run_ab(server.url + "/api/v1/classify", *body, 20, 2)  # warm
     rows = []
     for concurrency in CONCURRENCIES:
         requests = requests_for(concurrency, quick)
-        result = run_ab(url + "/api/v1/classify", path, content_type, requests, concurrency)
+        rounds = sorted(
+            (measured(server, body, requests, concurrency) for _ in range(ROUNDS)),
+            key=lambda r: r["throughput_rps"],
+        )
+        result = rounds[len(rounds) // 2]
         rows.append({**row, **result})
         print(
             f"{kind:8} {row['model']:8} {row['image']:5} c={concurrency:<2} "
-            f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms"
+            f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms  "
+            f"cpu {result['cpu_ms_per_request']:.2f} ms/request"
         )
     return rows
 
 
-def measure_service(folder: Path, images: dict[str, Path], quick: bool) -> tuple[list, dict]:
-    server = start_gunicorn(folder, MODELS)
+def measure_service(
+    folder: Path, images: dict[str, Path], quick: bool, default_only: bool = False
+) -> tuple[list, dict]:
+    server = start_frontend(folder, MODELS)
     try:
-        frozen_id = register_frozen(server.url)
+        models: dict[str, dict] = {"tflite": {}}
+        if not default_only:
+            models["graphdef"] = {"model": register_frozen(server.url)}
         time.sleep(2)  # let the warm-up finish
-        models = {"tflite": {}, "graphdef": {"model": frozen_id}}
         rows = []
         for model_name, fields in models.items():
             for image_name, image in images.items():
                 body = multipart_body(folder, fields, image)
                 row = {"model": model_name, "image": image_name}
-                rows += sweep(server.url, body, quick, row, "service")
+                rows += sweep(server, body, quick, row, "service")
         timing = json.load(
             urllib.request.urlopen(
                 urllib.request.Request(
@@ -117,9 +143,29 @@ def measure_batching(folder: Path, image: Path, quick: bool) -> list[dict]:
         body = multipart_body(folder, {"model": register_frozen(server.url)}, image)
         time.sleep(2)  # let the warm-up finish
         row = {"model": "graphdef", "image": "224px", "batching": True}
-        return sweep(server.url, body, quick, row, "batched")
+        return sweep(server, body, quick, row, "batched")
     finally:
         server.stop()
+
+
+def measure_peer(folder: Path, images: dict[str, Path], quick: bool) -> list[dict]:
+    """The plain Flask peer with the default model, both images."""
+    server = start_peer(folder, DEFAULT_MODEL, IMAGENET_LABELS)
+    try:
+        rows = []
+        for image_name, image in images.items():
+            body = multipart_body(folder, {}, image)
+            rows += sweep(server, body, quick, {"model": "tflite", "image": image_name}, "peer")
+        return rows
+    finally:
+        server.stop()
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def measure_spawn_baseline(folder: Path, image: Path, quick: bool) -> dict[str, dict]:
@@ -140,6 +186,11 @@ def measure_spawn_baseline(folder: Path, image: Path, quick: bool) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="only the default model: raw, the service and the plain Flask peer side by side",
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,12 +207,16 @@ def main() -> None:
 
         raw_runs, raw_single = [measure_raw(cores)], measure_raw(1)
         print(f"raw: {json.dumps(raw_runs[0])}")
-        service, timing_12mp = measure_service(folder, images, args.quick)
-        batching = measure_batching(folder, images["224px"], args.quick)
-        spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
-        memory = measure_memory(
-            folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
-        )
+        service, timing_12mp = measure_service(folder, images, args.quick, args.peers)
+        peer = measure_peer(folder, images, args.quick)
+        if args.peers:
+            batching, spawn, memory = [], {}, {}
+        else:
+            batching = measure_batching(folder, images["224px"], args.quick)
+            spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
+            memory = measure_memory(
+                folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
+            )
         # The raw model again at the end: its speed is its best of the two runs, so a noisy
         # neighbour during one of them does not flatter the service's ratio.
         raw_runs.append(measure_raw(cores))
@@ -171,15 +226,21 @@ def main() -> None:
             for model in ("tflite", "graphdef")
         }
     results = {
+        "cpu": cpu_model(),
         "cores": cores,
+        "model_ms": round(raw_single["tflite"]["p50_ms"], 2),
         "raw": raw,
         "raw_single": raw_single,
         "service": service,
+        "peer": peer,
         "batching": {"settings": BATCH_SETTINGS, "rows": batching},
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
         "memory": memory,
     }
+    if args.peers:
+        print_peers(results)
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     print_table(results)
@@ -194,7 +255,29 @@ def find(results: dict, model: str, image: str, concurrency: int) -> dict:
     )
 
 
+def print_peers(results: dict) -> None:
+    """Service, plain Flask peer and raw model, side by side: the default model."""
+    raw = results["raw"]["tflite"]["throughput_ips"]
+    print(
+        f"\n{results['cpu']}, {results['cores']} cores; the default model takes "
+        f"{results['model_ms']:.2f} ms per image (raw: {raw:.1f} images/s)"
+    )
+    print(f"{'server':14} {'image':6} {'req/s c16':>10} {'÷ raw':>6} {'p50 c1':>7} {'cpu/req':>8}")
+    for name, rows in (("service", results["service"]), ("plain Flask", results["peer"])):
+        for image in ("224px", "12MP"):
+            busy = next(r for r in rows if (r["model"], r["image"], r["concurrency"])
+                        == ("tflite", image, 16))  # fmt: skip
+            alone = next(r for r in rows if (r["model"], r["image"], r["concurrency"])
+                         == ("tflite", image, 1))  # fmt: skip
+            print(
+                f"{name:14} {image:6} {busy['throughput_rps']:10.1f} "
+                f"{busy['throughput_rps'] / raw:6.2f} {alone['p50_ms']:5.0f} ms "
+                f"{busy['cpu_ms_per_request']:5.2f} ms"
+            )
+
+
 def print_table(results: dict) -> None:
+    print_peers(results)
     print(
         f"\n{'model':9} {'image':6} {'c':>3} {'req/s':>8} {'p50':>5} {'p95':>5} {'p99':>5} "
         f"{'÷ raw':>7} {'÷ spawn':>8} {'fail':>5}"
@@ -263,6 +346,19 @@ def draw_chart(results: dict, path: Path) -> None:
                 marker="o",
                 label=f"service, {image} JPEG",
             )
+        if model == "tflite":
+            for image in ("224px", "12MP"):
+                rows = [
+                    next(r for r in results["peer"] if (r["image"], r["concurrency"]) == (image, c))
+                    for c in CONCURRENCIES
+                ]
+                axis.plot(
+                    CONCURRENCIES,
+                    [r["throughput_rps"] for r in rows],
+                    marker="x",
+                    linestyle="--",
+                    label=f"plain Flask peer, {image} JPEG",
+                )
         if model == "graphdef":
             axis.plot(
                 CONCURRENCIES,
@@ -283,12 +379,16 @@ def draw_chart(results: dict, path: Path) -> None:
             linestyle=":",
             label="spawn per request",
         )
-        axis.set_title(f"{model} MobileNet V2 on {results['cores']} cores")
+        axis.set_title(f"{model} MobileNet V2, {results['cores']} cores", fontsize=10)
         axis.set_xlabel("concurrency")
         axis.set_ylabel("requests per second")
         axis.set_xscale("log", base=2)
         axis.set_xticks(CONCURRENCIES, [str(c) for c in CONCURRENCIES])
         axis.legend(fontsize=8)
+    figure.suptitle(
+        f"{results['cpu']}: the default model takes {results['model_ms']:.1f} ms per image",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
-from array import array
 from collections.abc import Sequence
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from protocol.errors import AnswerMismatch, ServiceError, WorkerCrashed, error_from_code
 
@@ -45,9 +44,9 @@ def _load(data: bytes) -> Any:
     return answer
 
 
-def decode_answer(data: bytes) -> tuple[list[list[float]], dict[str, Any] | None]:
-    """Probability rows (one per image) and the model description if the frame asked for it;
-    raises the ServiceError the worker reported."""
+def decode_answer(data: bytes) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Probability rows (float32 [images, classes], as decode_stream_answer gives them) and the
+    model description if the frame asked for it; raises the ServiceError the worker reported."""
     answer = _load(data)
     description = None
     if isinstance(answer, dict) and isinstance(answer.get("model"), dict):
@@ -55,11 +54,12 @@ def decode_answer(data: bytes) -> tuple[list[list[float]], dict[str, Any] | None
     rows = (
         answer if isinstance(answer, list) and answer and isinstance(answer[0], list) else [answer]
     )
-    if all(
+    well_formed = all(
         isinstance(row, list) and row and all(isinstance(p, (int, float)) for p in row)
         for row in rows
-    ):
-        return [[float(p) for p in row] for row in rows], description
+    )
+    if well_formed and len({len(row) for row in rows}) == 1:
+        return np.asarray(rows, dtype=np.float32), description
     raise WorkerCrashed(f"worker answer has an unexpected shape: {data[:200]!r}")
 
 
@@ -115,7 +115,7 @@ class AnswerReader:
 
 
 def encode_stream_answer(
-    rows: list[list[float]] | None = None,
+    rows: np.ndarray | list[list[float]] | None = None,
     description: dict[str, Any] | None = None,
     error: ServiceError | None = None,
     request_id: int | None = None,
@@ -126,10 +126,12 @@ def encode_stream_answer(
         body: dict[str, Any] = {"error": error.to_dict()}
     else:
         assert rows is not None
-        flat = array("f", (value for row in rows for value in row))
-        if sys.byteorder != "little":
-            flat.byteswap()
-        body = {"probabilities": flat.tobytes(), "rows": len(rows), "classes": len(rows[0])}
+        values = np.asarray(rows, dtype="<f4")
+        body = {
+            "probabilities": values.tobytes(),
+            "rows": values.shape[0],
+            "classes": values.shape[1],
+        }
         if description is not None:
             body["model"] = description
     body["request_id"] = request_id
@@ -149,8 +151,9 @@ def _unpack(body: bytes) -> dict[str, Any]:
 
 def decode_stream_answer(
     body: bytes, request_id: int | None = None
-) -> tuple[list[list[float]], dict[str, Any] | None]:
-    """Rows of probabilities and the description (or None); raises the reported ServiceError.
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Rows of probabilities (float32 [rows, classes]) and the description (or None); raises the
+    reported ServiceError.
     With `request_id`, an answer that does not echo it raises AnswerMismatch first: it is not
     this frame's answer, whatever it says."""
     answer = _unpack(body)
@@ -162,14 +165,8 @@ def decode_stream_answer(
         error = answer["error"]
         raise error_from_code(str(error.get("code")), str(error.get("message")))
     try:
-        flat = array("f")
-        flat.frombytes(answer["probabilities"])
-        if sys.byteorder != "little":
-            flat.byteswap()
         rows, classes = answer["rows"], answer["classes"]
-        values = flat.tolist()
-        if len(values) != rows * classes:
-            raise ValueError("row and class counts disagree with the data")
+        values = np.frombuffer(answer["probabilities"], dtype="<f4").reshape(rows, classes)
     except (KeyError, TypeError, ValueError) as exc:
         raise WorkerCrashed(f"worker answer has an unexpected shape: {exc}") from None
-    return [values[i * classes : (i + 1) * classes] for i in range(rows)], answer.get("model")
+    return values, answer.get("model")

@@ -64,7 +64,16 @@ class Stack:
 
     def up(self, *extra: str) -> None:
         self.compose("up", "-d", "--no-build", *extra)
-        wait_until(lambda: ready(self.url), 300, "the frontend's /readyz")
+        wait_until(lambda: ready(self.url) or self.models_failed(), 300, "the frontend's /readyz")
+        assert not self.models_failed(), self.compose("logs", "--no-color", "models")
+
+    def models_failed(self) -> bool:
+        (models,) = self.compose("ps", "-a", "-q", "models").split()
+        state = docker_engine.docker(
+            "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", models,
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        return state[:1] == ["exited"] and state[1:] != ["0"]
 
     def healthy(self, service: str) -> int:
         """How many of the service's containers Docker reports healthy."""

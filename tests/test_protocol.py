@@ -177,14 +177,12 @@ def test_each_frame_error_has_its_own_code() -> None:
 
 def test_answers_round_trip() -> None:
     assert decode_answer(encode_probabilities([0.25, 0.75])) == ([[0.25, 0.75]], None)
-    assert decode_answer(encode_probabilities([[0.5, 0.5], [1, 0]])) == (
-        [[0.5, 0.5], [1.0, 0.0]],
-        None,
-    )
-    described = encode_description({"format": "tflite"}, [0.1, 0.9])
-    assert decode_answer(described) == ([[0.1, 0.9]], {"format": "tflite"})
+    rows, description = decode_answer(encode_probabilities([[0.5, 0.5], [1, 0]]))
+    assert (rows.tolist(), description) == ([[0.5, 0.5], [1.0, 0.0]], None)
+    rows, description = decode_answer(encode_description({"format": "tflite"}, [0.25, 0.75]))
+    assert (rows.tolist(), description) == ([[0.25, 0.75]], {"format": "tflite"})
     rows, description = decode_stream_answer(encode_stream_answer([[0.25, 0.75]], {"a": 1})[4:])
-    assert (rows, description) == ([[0.25, 0.75]], {"a": 1})
+    assert (rows.tolist(), description) == ([[0.25, 0.75]], {"a": 1})
     with pytest.raises(ModelFailed, match="custom op"):
         decode_answer(encode_error(ModelFailed("custom op")))
     with pytest.raises(WorkerCrashed):

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from protocol import InvalidModel, Request, RequestHeader, WorkerUnavailable
@@ -38,7 +39,7 @@ class FakePool:
             raise InvalidModel("not a model")
         with self.lock:
             self.frames.append(request)
-        return [[float(self.index)]], None
+        return np.array([[self.index]], np.float32), None
 
     def preload(self, request: Request) -> None:
         pass
@@ -81,6 +82,11 @@ class Replica:
                 connection.shutdown(socket.SHUT_RDWR)
 
 
+def answer_of(answer: Answer) -> tuple[list, dict | None]:
+    rows, description = answer
+    return rows.tolist(), description
+
+
 def request(model: bytes = MODEL) -> Request:
     header = RequestHeader(height=2, width=2, model_length=len(model))
     return Request(header, model, bytes(12))
@@ -96,7 +102,7 @@ def one() -> Iterator[Replica]:
 def test_a_model_crosses_the_network_once_per_replica(one: Replica) -> None:
     workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
     for _ in range(5):
-        assert workers.exchange(request()) == ([[0.0]], None)
+        assert answer_of(workers.exchange(request())) == ([[0.0]], None)
     # The service got the bytes once, then frames that only name the model, completed by it.
     assert [f.model for f in one.pool.frames] == [MODEL] * 5
     assert all(f.header.model_sha256 in (None, SHA) for f in one.pool.frames)
@@ -107,14 +113,14 @@ def test_model_errors_come_back_as_themselves(one: Replica) -> None:
     workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
     with pytest.raises(InvalidModel, match="not a model"):
         workers.exchange(request(b"broken"))
-    assert workers.exchange(request()) == ([[0.0]], None)  # the connection still serves
+    assert answer_of(workers.exchange(request())) == ([[0.0]], None)  # the connection still serves
 
 
 def test_a_replica_that_forgot_a_model_is_sent_it_again(one: Replica) -> None:
     workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
     workers.exchange(request())
     one.server.models = ModelBytes(1 << 20)  # as if the service had restarted
-    assert workers.exchange(request()) == ([[0.0]], None)
+    assert answer_of(workers.exchange(request())) == ([[0.0]], None)
 
 
 def test_frames_spread_over_replicas_and_survive_one_dying(monkeypatch) -> None:

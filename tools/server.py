@@ -22,7 +22,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
+def wait_until_up(
+    url: str, process: subprocess.Popen, seconds: float = 60, accept_status: bool = False
+) -> None:
+    """Until `url` answers 2xx (with `accept_status`, any HTTP status at all)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -30,31 +33,63 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> N
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
+        except urllib.error.HTTPError:
+            if accept_status:
+                return
+            time.sleep(0.2)
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def tree_rss_mib(root: int) -> float:
-    """Resident memory of `root` and all its descendants, from /proc."""
+def _tree(root: int) -> list[int]:
+    """`root` and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = dict(
-                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-            )
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        pid, ppid = int(fields["Pid"]), int(fields["PPid"])
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, queue = 0, [root]
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [root]
     while queue:
         pid = queue.pop()
-        total += rss.get(pid, 0)
+        found.append(pid)
         queue.extend(children.get(pid, []))
+    return found
+
+
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of `root` and all its descendants, from /proc."""
+    total = 0
+    for pid in _tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
     return total / 1024
+
+
+def tree_cpu_seconds(root: int) -> dict[int, float]:
+    """CPU time (user + system) used so far by `root` and each of its descendants, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in _tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the tree used between two `tree_cpu_seconds` readings (processes that began
+    in between count from zero)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 @dataclass

@@ -44,8 +44,9 @@ def _model_for(request: Request, options: RuntimeOptions, cache: ModelCache | No
 
 def execute(
     request: Request, options: RuntimeOptions, cache: ModelCache | None = None
-) -> tuple[list[list[float]], dict[str, Any] | None]:
-    """Probability rows, one per image, and the model's description when the frame asked."""
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Probability rows, float32 [images, classes], and the model's description when the frame
+    asked."""
     header = request.header
     model = _model_for(request, options, cache)
     if header.image_count == 0:  # a describe request: probe with uniform grey at the model's size
@@ -56,6 +57,6 @@ def execute(
         pixels = np.frombuffer(request.pixels, dtype=np.uint8).reshape(
             header.image_count, header.height, header.width, header.channels
         )
-    rows = model.classify(pixels, header.normalization).tolist()
-    description = describe(model, header.normalization, len(rows[0])) if header.describe else None
+    rows = model.classify(pixels, header.normalization)
+    description = describe(model, header.normalization, rows.shape[1]) if header.describe else None
     return rows, description

@@ -37,7 +37,7 @@ def answer(stdin: BinaryIO, options: RuntimeOptions) -> tuple[bytes, int]:
     except MemoryError:
         exc = ResourceExhausted("the worker ran out of its memory limit")
         return encode_error(exc), exc.exit_code
-    result = rows[0] if len(rows) == 1 else rows
+    result = (rows[0] if len(rows) == 1 else rows).tolist()
     if description is not None:
         return encode_description(description, result), 0
     return encode_probabilities(result), 0
