@@ -176,7 +176,8 @@ def test_each_frame_error_has_its_own_code() -> None:
 
 
 def test_answers_round_trip() -> None:
-    assert decode_answer(encode_probabilities([0.25, 0.75])) == ([[0.25, 0.75]], None)
+    rows, description = decode_answer(encode_probabilities([0.25, 0.75]))
+    assert (rows.tolist(), description) == ([[0.25, 0.75]], None)
     rows, description = decode_answer(encode_probabilities([[0.5, 0.5], [1, 0]]))
     assert (rows.tolist(), description) == ([[0.5, 0.5], [1.0, 0.0]], None)
     rows, description = decode_answer(encode_description({"format": "tflite"}, [0.25, 0.75]))
