@@ -35,10 +35,9 @@ def classify():
     pixels = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
     interpreter.set_tensor(model_input["index"], pixels[np.newaxis])
     interpreter.invoke()
+    raw = interpreter.get_tensor(model_output["index"])[0].copy()  # LiteRT's buffer is reused
     scale, zero_point = model_output["quantization"]
-    scores = (
-        interpreter.get_tensor(model_output["index"])[0].astype(np.float32) - zero_point
-    ) * scale
+    scores = (raw.astype(np.float32) - zero_point) * scale
     top = np.argsort(-scores)[:5]
     predictions = [{"label": labels[i], "probability": float(scores[i])} for i in top]
     return jsonify({"predictions": predictions})

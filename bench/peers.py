@@ -1,5 +1,5 @@
 """Starting the plain Flask peer (bench/peer_app.py) as a person would: gunicorn's sync workers,
-one per core, on a free loopback port."""
+one per core, on a free loopback port, with gunicorn's defaults."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def start_peer(folder: Path, model: Path, labels: Path) -> Server:
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
+            "--config",  # not the project's gunicorn.conf.py, which gunicorn reads by default
+            "/dev/null",
             "--workers",
             str(os.cpu_count() or 1),
             "--bind",

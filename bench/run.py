@@ -79,6 +79,8 @@ def measured(server: Server, body: tuple[Path, str], requests: int, concurrency:
     before = tree_cpu_seconds(server.process.pid)
     result = run_ab(server.url + "/api/v1/classify", path, content_type, requests, concurrency)
     cpu = cpu_between(before, tree_cpu_seconds(server.process.pid))
+    if result["failed"]:
+        raise RuntimeError(f"{result['failed']} of {requests} requests failed: {server.log}")
     return {**result, "cpu_ms_per_request": round(cpu / requests * 1000, 3)}
 
 
