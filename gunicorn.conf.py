@@ -5,12 +5,14 @@ import os
 import tempfile
 
 # Set in the environment too: the app shares the cores among this many processes' worker pools.
-# One gunicorn process per 8 cores: its part of a request (about 4 ms of CPU for a 224 px JPEG)
-# is an eighth of the model's (about 35 ms), so one process keeps 8 model workers busy. One pool
-# per process also balances best: with two processes on 2 cores, each with one worker, the
-# kernel's uneven sharing of connections left a worker idle while the other's queue grew
-# (measured: 44 against 49 requests/s at concurrency 16).
-os.environ.setdefault("WEB_CONCURRENCY", str(max(1, math.ceil((os.cpu_count() or 1) / 8))))
+# One gunicorn process per 2 cores. Its part of a request is a third to a half of the model's
+# (measured on an Intel Xeon with AMX, 2 vCPUs: about 3 ms of CPU for a 224 px JPEG against
+# 10.5 ms for the quantized MobileNet; the issue-11 machine: 2.8 against 6.65 ms), and one
+# process's Python runs on one core at a time, so it keeps two or three model workers busy, not
+# more. Within that, one pool per process balances best: with two processes on 2 cores, each
+# with one worker, the kernel's uneven sharing of connections left a worker idle while the
+# other's queue grew.
+os.environ.setdefault("WEB_CONCURRENCY", str(max(1, math.ceil((os.cpu_count() or 1) / 2))))
 
 # Prometheus samples of every gunicorn process go to one folder that /metrics sums; a fresh one
 # per server start, so counts do not carry over from a previous run.
@@ -26,7 +28,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Above WORKER_TIMEOUT, so a slow model gets its JSON error rather than a killed connection.
 timeout = int(float(os.environ.get("WORKER_TIMEOUT", "60"))) + 30
 graceful_timeout = 30
-accesslog = "-"
+# ACCESS_LOG: a path, "-" for stdout (the default) or "off". Behind our nginx (python -m frontend)
+# nginx writes it and gunicorn's is off: gunicorn's costs about 0.2 ms of CPU per request.
+access_log = os.environ.get("ACCESS_LOG", "-")
+accesslog = None if access_log in ("", "off") else access_log
 
 
 def _service(worker):

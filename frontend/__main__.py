@@ -4,7 +4,8 @@ nginx (frontend/proxy.py) on BIND (default 0.0.0.0:$PORT, PORT 8080).
 gunicorn listens on a loopback port of its own and trusts one proxy hop for the client's
 address (TRUSTED_PROXY_HOPS=1); nginx takes the public port. Both are children of this process,
 which passes SIGTERM and SIGINT on to them and ends when either ends, stopping the other.
-FRONT_PROXY=none serves gunicorn alone on BIND (then slow clients can hold its threads)."""
+FRONT_PROXY=none serves gunicorn alone on BIND (then slow clients can hold its threads). The
+access log (ACCESS_LOG) is written by nginx, or by gunicorn when it serves alone."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) -
     raise SystemExit(f"frontend: gunicorn did not listen on {port} within {seconds:g} s")
 
 
+def _nginx_log_path(access_log: str) -> str:
+    return "/dev/stdout" if access_log == "-" else access_log
+
+
 def main() -> int:
     bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8080')}"
     proxy = os.environ.get("FRONT_PROXY", "nginx")
@@ -93,9 +98,10 @@ def main() -> int:
                 Path(run_dir),
                 settings["MAX_CONTENT_LENGTH"],
                 settings["WORKER_TIMEOUT"] + 60,
+                _nginx_log_path(os.environ.get("ACCESS_LOG", "-")),
             )
         )
-        app = _gunicorn(f"127.0.0.1:{port}", {"TRUSTED_PROXY_HOPS": "1"})
+        app = _gunicorn(f"127.0.0.1:{port}", {"TRUSTED_PROXY_HOPS": "1", "ACCESS_LOG": "off"})
         children.append(app)
         _wait_for_port(port, app)
         children.append(subprocess.Popen([nginx, "-c", str(conf), "-p", run_dir]))

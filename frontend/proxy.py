@@ -24,9 +24,20 @@ def _json_error(status: int, code: str, message: str) -> str:
 
 
 def config(
-    listen: str, upstream: str, run_dir: Path, max_body_bytes: int, read_seconds: float
+    listen: str,
+    upstream: str,
+    run_dir: Path,
+    max_body_bytes: int,
+    read_seconds: float,
+    access_log: str = "/dev/stdout",
 ) -> str:
-    """The nginx configuration: `listen` (host:port) in front of gunicorn at `upstream`."""
+    """The nginx configuration: `listen` (host:port) in front of gunicorn at `upstream`;
+    `access_log` is a path, or "off"."""
+    log = (
+        "access_log off;"
+        if access_log in ("", "off")
+        else f"access_log {access_log} service buffer=64k flush=1s;"
+    )
     temp = {name: run_dir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
     for folder in temp.values():
         folder.mkdir(exist_ok=True)
@@ -41,7 +52,11 @@ error_log stderr error;  # not the warning for each body buffered to a file
 {user}
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;  # gunicorn logs each request
+    # The access log is nginx's (gunicorn's own costs the app about 0.2 ms of CPU per request):
+    # written in 64 KiB batches, at most a second late.
+    log_format service '$remote_addr - [$time_local] "$request" $status $body_bytes_sent '
+                       '$request_time "$http_user_agent"';
+    {log}
     client_body_temp_path {temp["body"]};
     proxy_temp_path {temp["proxy"]};
     fastcgi_temp_path {temp["fastcgi"]};

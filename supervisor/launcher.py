@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import secrets
 import select
@@ -143,6 +144,15 @@ class StderrTail:
         return data.decode(errors="replace").strip()
 
 
+PIPE_BYTES = 1 << 20  # Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
+
+
+def _widen_pipe(fd: int) -> None:
+    """A frame of a 224 px image (150 KB) in one write and one wake-up, not three 64 KiB ones."""
+    with contextlib.suppress(OSError):  # the limit may be lower here: the default then
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 class WarmWorker:
     """A long-lived worker in serve mode: same limits, clean environment, own temporary folder
     and process group as a one-shot worker, but it keeps its models loaded between frames.
@@ -172,6 +182,8 @@ class WarmWorker:
         finally:
             os.close(answer_end)
         os.set_blocking(self.process.stdin.fileno(), False)
+        for fd in (self.process.stdin.fileno(), self._answers):
+            _widen_pipe(fd)
         self.stderr = StderrTail(self.process.stderr)
         self.models: set[str] = set()  # sha256 of the models it loaded and ran (the pool's book)
         self.ran: set[str] = set()  # sha256 of every model it was sent a frame for
@@ -230,7 +242,7 @@ class WarmWorker:
             if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
                 raise TimeoutError
             try:
-                view = view[os.write(fd, view[: 1 << 20]) :]
+                view = view[os.write(fd, view[:PIPE_BYTES]) :]
             except BlockingIOError:
                 continue
 
@@ -239,10 +251,12 @@ class WarmWorker:
         while (body := reader.next_answer()) is None:
             if not select.select([self._answers], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 raise TimeoutError
-            chunk = os.read(self._answers, reader.needed())
+            chunk = os.read(self._answers, max(reader.needed(), PIPE_BYTES))
             if not chunk:
                 raise EOFError
             reader.receive_data(chunk)
+        if reader.buffered:
+            raise AnswerMismatch("the worker wrote more than its answer")
         return body
 
     def stderr_tail(self) -> str:

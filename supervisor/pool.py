@@ -102,6 +102,9 @@ class _Lane:
     name: str
     size: int
     timeout: float
+    # On the pool's lock, signalled once per worker (or place) freed: one waiter wakes, where
+    # a condition shared by all would wake every waiting thread for each request.
+    freed: threading.Condition
     idle: list[Worker] = field(default_factory=list)
     busy: set[Worker] = field(default_factory=set)
     count: int = 0  # idle + busy + being spawned
@@ -121,9 +124,12 @@ class WorkerPool:
     def __init__(self, settings: PoolSettings, worker_class: WorkerClass = WarmWorker) -> None:
         self.settings = settings
         self._worker_class = worker_class
-        self._changed = threading.Condition()
-        self._trusted = _Lane("trusted", settings.size, settings.timeout)
-        self._uploads = _Lane("upload", settings.upload_size, settings.upload_timeout)
+        lock = threading.RLock()
+        self._changed = threading.Condition(lock)  # the pool's lock; close() waits on it
+        self._trusted = _Lane("trusted", settings.size, settings.timeout, threading.Condition(lock))
+        self._uploads = _Lane(
+            "upload", settings.upload_size, settings.upload_timeout, threading.Condition(lock)
+        )
         self._trusted_models: set[str] = set()
         self._quarantine: dict[str, tuple[float, str]] = {}  # sha256: (since, why)
         self._closed = False
@@ -171,7 +177,7 @@ class WorkerPool:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise Overloaded(f"no worker was free within {lane.timeout:g} s")
-                    self._changed.wait(remaining)
+                    lane.freed.wait(remaining)
                 else:
                     worker = min(  # one that holds the model, else one that ran nothing else
                         lane.idle, key=lambda w: (sha256 not in w.models, bool(w.ran - {sha256}))
@@ -188,7 +194,7 @@ class WorkerPool:
         except OSError as exc:
             with self._changed:
                 lane.count -= 1
-                self._changed.notify_all()
+                self._freed(lane)
             raise WorkerUnavailable(f"a worker could not be started: {exc}") from None
         with self._changed:
             lane.busy.add(worker)
@@ -206,10 +212,10 @@ class WorkerPool:
             lane.busy.discard(worker)
             if not self._closed:
                 lane.idle.append(worker)
-                self._changed.notify_all()
+                self._freed(lane)
                 return
             lane.count -= 1
-            self._changed.notify_all()
+            self._freed(lane)
         worker.stop()
 
     def _retire(self, lane: _Lane, worker: Worker, why: str) -> None:
@@ -219,7 +225,13 @@ class WorkerPool:
         with self._changed:
             lane.busy.discard(worker)
             lane.count -= 1
-            self._changed.notify_all()
+            self._freed(lane)
+
+    def _freed(self, lane: _Lane) -> None:
+        """A worker or a place in `lane` came free (the lock held)."""
+        lane.freed.notify()
+        if self._closed:
+            self._changed.notify_all()  # close() waits for the busy ones
 
     def _reap(self, lane: _Lane, worker: Worker, why: str) -> None:
         worker.kill()
@@ -236,7 +248,7 @@ class WorkerPool:
             lane.count -= 1
             self.restarts += 1
             WORKER_RESTARTS.inc()
-            self._changed.notify_all()
+            self._freed(lane)
 
     def _start_watcher(self) -> None:
         with self._changed:
@@ -403,7 +415,7 @@ class WorkerPool:
             for lane in (self._trusted, self._uploads):
                 lane.count -= len(lane.idle)
                 lane.idle.clear()
-            self._changed.notify_all()
+                lane.freed.notify_all()
         for worker in idle:
             worker.stop()
         deadline = time.monotonic() + grace
