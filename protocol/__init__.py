@@ -49,6 +49,7 @@ from protocol.frame import (
     RequestHeader,
     decode_request,
     encode_request,
+    encode_stamped_request,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "encode_error",
     "encode_probabilities",
     "encode_request",
+    "encode_stamped_request",
     "encode_stream_answer",
     "error_for_exit",
     "error_from_code",

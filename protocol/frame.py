@@ -6,6 +6,8 @@ blob and the pixels. Every length is explicit; see protocol/README.md for the by
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +121,13 @@ def encode_request(request: Request) -> bytes:
     return b"".join(
         (PREAMBLE.pack(MAGIC, VERSION, len(encoded)), encoded, request.model, request.pixels)
     )
+
+
+def encode_stamped_request(request: Request) -> tuple[int, bytes]:
+    """A fresh random request id (which the answer must echo) and the frame that carries it."""
+    request_id = secrets.randbits(63)
+    header = dataclasses.replace(request.header, request_id=request_id)
+    return request_id, encode_request(Request(header, request.model, request.pixels))
 
 
 def _require(wire: dict[str, Any], key: str, kind: type, optional: bool = False) -> Any:

@@ -5,10 +5,8 @@ does not import TensorFlow."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
-import secrets
 import select
 import signal
 import subprocess
@@ -31,7 +29,7 @@ from protocol import (
     decode_stream_answer,
     describe_exit,
     encode_error,
-    encode_request,
+    encode_stamped_request,
     error_for_exit,
 )
 from supervisor.sandbox import PACKAGES_ROOT, Sandbox, clean_environment, sandbox_environment
@@ -203,14 +201,7 @@ class WarmWorker:
     def exchange(self, request: Request, timeout: float) -> Answer:
         """The answer to `request`. A worker that overruns `timeout` is killed, and so is one
         whose answer is not this frame's or is followed by more bytes."""
-        request_id = secrets.randbits(63)
-        frame = encode_request(
-            Request(
-                dataclasses.replace(request.header, request_id=request_id),
-                request.model,
-                request.pixels,
-            )
-        )
+        request_id, frame = encode_stamped_request(request)
         deadline = time.monotonic() + timeout
         try:
             if self.unsolicited_output():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import secrets
 import socket
 import threading
 import time
@@ -30,7 +29,7 @@ from protocol import (
     WorkerTimeout,
     WorkerUnavailable,
     decode_stream_answer,
-    encode_request,
+    encode_stamped_request,
 )
 from supervisor.metrics import REPLICA_FRAMES
 from supervisor.transport import Answer
@@ -185,14 +184,7 @@ class RemoteWorkers:
     def _send(self, replica: _Replica, request: Request) -> Answer:
         """The answer from `replica`, over a kept connection or a new one; the frame carries a
         fresh request id that the answer must echo."""
-        request_id = secrets.randbits(63)
-        frame = encode_request(
-            Request(
-                dataclasses.replace(request.header, request_id=request_id),
-                request.model,
-                request.pixels,
-            )
-        )
+        request_id, frame = encode_stamped_request(request)
         with self._lock:
             kept = replica.idle.pop() if replica.idle else None
         if kept is not None:

@@ -107,17 +107,22 @@ class Server:
             self.process.wait()
 
 
-def start_frontend(tmp: Path, models: Path, env: dict[str, str] | None = None) -> Server:
-    """The server as `make run` starts it: `python -m frontend`, gunicorn behind nginx."""
-    port = free_port()
-    log = tmp / f"frontend-{port}.log"
-    full_env = {
+def _environment(tmp: Path, models: Path, port: int, env: dict[str, str] | None) -> dict[str, str]:
+    """A server's environment: this one's, its models, its port and a model store of its own."""
+    return {
         **os.environ,
         "MODEL_DIR": str(models),
         "BIND": f"127.0.0.1:{port}",
         "MODEL_STORE": str(tmp / f"store-{port}"),
         **(env or {}),
     }
+
+
+def start_frontend(tmp: Path, models: Path, env: dict[str, str] | None = None) -> Server:
+    """The server as `make run` starts it: `python -m frontend`, gunicorn behind nginx."""
+    port = free_port()
+    log = tmp / f"frontend-{port}.log"
+    full_env = _environment(tmp, models, port, env)
     process = subprocess.Popen(
         [sys.executable, "-m", "frontend"],
         cwd=ROOT,
@@ -137,13 +142,7 @@ def start_gunicorn(
     `env` names one); `wrapper` is a command prefix that ends by exec'ing gunicorn."""
     port = free_port()
     log = tmp / f"gunicorn-{port}.log"
-    full_env = {
-        **os.environ,
-        "MODEL_DIR": str(models),
-        "BIND": f"127.0.0.1:{port}",
-        "MODEL_STORE": str(tmp / f"store-{port}"),
-        **(env or {}),
-    }
+    full_env = _environment(tmp, models, port, env)
     process = subprocess.Popen(
         [
             *(wrapper or []),
