@@ -118,21 +118,24 @@ def _environment(tmp: Path, models: Path, port: int, env: dict[str, str] | None)
     }
 
 
-def start_frontend(tmp: Path, models: Path, env: dict[str, str] | None = None) -> Server:
-    """The server as `make run` starts it: `python -m frontend`, gunicorn behind nginx."""
-    port = free_port()
-    log = tmp / f"frontend-{port}.log"
-    full_env = _environment(tmp, models, port, env)
+def _start(command: list[str], log: Path, env: dict[str, str], port: int) -> Server:
     process = subprocess.Popen(
-        [sys.executable, "-m", "frontend"],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     wait_until_up(server.url + "/healthz", process)
     return server
+
+
+def start_frontend(tmp: Path, models: Path, env: dict[str, str] | None = None) -> Server:
+    """The server as `make run` starts it: `python -m frontend`, gunicorn behind nginx."""
+    port = free_port()
+    return _start(
+        [sys.executable, "-m", "frontend"],
+        tmp / f"frontend-{port}.log",
+        _environment(tmp, models, port, env),
+        port,
+    )
 
 
 def start_gunicorn(
@@ -141,21 +144,11 @@ def start_gunicorn(
     """The real server on a free loopback port, with its own model store under `tmp` (unless
     `env` names one); `wrapper` is a command prefix that ends by exec'ing gunicorn."""
     port = free_port()
-    log = tmp / f"gunicorn-{port}.log"
-    full_env = _environment(tmp, models, port, env)
-    process = subprocess.Popen(
-        [
-            *(wrapper or []),
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "frontend:create_app()",
-        ],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    wait_until_up(server.url + "/healthz", process)
-    return server
+    command = [
+        *(wrapper or []),
+        str(Path(sys.executable).parent / "gunicorn"),
+        "-c",
+        str(ROOT / "gunicorn.conf.py"),
+        "frontend:create_app()",
+    ]
+    return _start(command, tmp / f"gunicorn-{port}.log", _environment(tmp, models, port, env), port)
