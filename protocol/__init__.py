@@ -49,6 +49,7 @@ from protocol.frame import (
     RequestHeader,
     decode_request,
     encode_request,
+    encode_request_parts,
     encode_stamped_request,
 )
 
@@ -94,6 +95,7 @@ __all__ = [
     "encode_error",
     "encode_probabilities",
     "encode_request",
+    "encode_request_parts",
     "encode_stamped_request",
     "encode_stream_answer",
     "error_for_exit",

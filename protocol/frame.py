@@ -102,11 +102,13 @@ class RequestHeader:
 class Request:
     header: RequestHeader
     model: bytes
-    pixels: bytes
+    pixels: bytes | bytearray | memoryview  # a reader's frames hold the buffer read into
 
 
-def encode_request(request: Request) -> bytes:
-    """The complete frame for `request`. Raises the same errors a reader would."""
+def encode_request_parts(request: Request) -> list[bytes | bytearray | memoryview]:
+    """The frame for `request` as its parts (preamble and header, model, pixels), for a writer
+    that gathers them (`os.writev`) rather than copying them into one buffer. Raises the same
+    errors a reader would."""
     header = request.header
     if len(request.model) != header.model_length:
         raise LengthMismatch(
@@ -118,16 +120,23 @@ def encode_request(request: Request) -> bytes:
         )
     encoded = msgpack.packb(header.to_wire(), use_bin_type=True)
     _validate_header(header)
-    return b"".join(
-        (PREAMBLE.pack(MAGIC, VERSION, len(encoded)), encoded, request.model, request.pixels)
-    )
+    head = PREAMBLE.pack(MAGIC, VERSION, len(encoded)) + encoded
+    return [part for part in (head, request.model, request.pixels) if part]
 
 
-def encode_stamped_request(request: Request) -> tuple[int, bytes]:
-    """A fresh random request id (which the answer must echo) and the frame that carries it."""
+def encode_request(request: Request) -> bytes:
+    """The complete frame for `request`. Raises the same errors a reader would."""
+    return b"".join(encode_request_parts(request))
+
+
+def encode_stamped_request(
+    request: Request,
+) -> tuple[int, list[bytes | bytearray | memoryview]]:
+    """A fresh random request id (which the answer must echo) and the parts of the frame that
+    carries it (`encode_request_parts`)."""
     request_id = secrets.randbits(63)
     header = dataclasses.replace(request.header, request_id=request_id)
-    return request_id, encode_request(Request(header, request.model, request.pixels))
+    return request_id, encode_request_parts(Request(header, request.model, request.pixels))
 
 
 def _require(wire: dict[str, Any], key: str, kind: type, optional: bool = False) -> Any:
@@ -234,78 +243,150 @@ def parse_header(encoded: bytes) -> RequestHeader:
     return header
 
 
-class FrameReader:
-    """Incremental frame decoder: feed bytes with `receive_data`, take frames with `next_request`.
+SCRATCH_BYTES = 1 << 20  # the largest read offered for a header or a model's bytes
 
-    Works the same over a pipe, a stream of frames or a socket. Buffered data never exceeds one
-    frame's declared size, and the declared sizes are bounded before anything is allocated.
+
+class FrameReader:
+    """Incremental frame decoder with two ways in: feed bytes you read with `receive_data`, or
+    read straight into the frame with `buffer` and `filled`; take frames with `next_request`.
+
+    The second way copies nothing: `buffer()` hands out where the frame's next bytes go (never
+    past its end) and the frame's pixels are the very buffer they were read into, which saves
+    two copies of 150 KB per 224 px image over collecting bytes and slicing them.
+
+    Works the same over a pipe, a stream of frames or a socket. The declared sizes are bounded
+    before anything is allocated: the pixels' buffer is allocated at its declared size (at most
+    MAX_PIXEL_BYTES) once the header is read; a model's bytes are collected as they arrive.
     """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._header: RequestHeader | None = None
-        self._body_start = 0
+        self._unread = bytearray()  # given to receive_data, not yet taken into a frame
+        self._scratch = bytearray()  # handed out by buffer() for header and model bytes
+        self._start_frame()
 
-    def receive_data(self, data: bytes) -> None:
-        self._buffer += data
+    def _start_frame(self) -> None:
+        self._head = bytearray()  # preamble and header
+        self._header: RequestHeader | None = None
+        self._model = bytearray()
+        self._pixels = bytearray()
+        self._pixels_filled = 0
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        self._unread += data
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        """Bytes held: the current frame's so far and any received beyond it."""
+        return len(self._unread) + len(self._head) + len(self._model) + self._pixels_filled
 
     def needed(self) -> int:
-        """How many more bytes the current frame needs (at least 1 before the header is read)."""
-        if self._header is None:
-            if len(self._buffer) < PREAMBLE.size:
-                return PREAMBLE.size - len(self._buffer)
-            _, _, header_length = PREAMBLE.unpack_from(self._buffer)
-            return max(1, PREAMBLE.size + header_length - len(self._buffer))
-        total = self._body_start + self._header.model_length + self._header.pixels_length
-        return max(0, total - len(self._buffer))
+        """How many more bytes the current frame needs (at least 1 before the header is read),
+        counting what `receive_data` was given."""
+        self._take_unread()
+        return self._needed()
+
+    def _needed(self) -> int:
+        header = self._header
+        if header is None:
+            if len(self._head) < PREAMBLE.size:
+                return PREAMBLE.size - len(self._head)
+            _, _, header_length = PREAMBLE.unpack_from(self._head)
+            return max(1, PREAMBLE.size + header_length - len(self._head))
+        return header.model_length - len(self._model) + header.pixels_length - self._pixels_filled
+
+    def buffer(self) -> memoryview:
+        """Where the frame's next bytes go: read at most its length into it, then call `filled`
+        with the count. Only while nothing given to `receive_data` is waiting."""
+        if self._unread:
+            raise RuntimeError("buffer() while bytes given to receive_data are waiting")
+        if self._in_pixels():
+            return memoryview(self._pixels)[self._pixels_filled :]
+        self._scratch = bytearray(min(self._needed(), SCRATCH_BYTES))
+        return memoryview(self._scratch)
+
+    def filled(self, count: int) -> None:
+        """`count` bytes were read into the last `buffer()`."""
+        if self._in_pixels():
+            self._pixels_filled += count
+        else:
+            with memoryview(self._scratch) as view:
+                self._consume(view[:count])
 
     def next_request(self) -> Request | None:
         """The next complete request, or None when more bytes are needed."""
-        if self._header is None and not self._read_header():
-            return None
-        assert self._header is not None
+        self._take_unread()
         header = self._header
-        end = self._body_start + header.model_length + header.pixels_length
-        if len(self._buffer) < end:
+        if header is None or not self._complete(header):
             return None
-        model_end = self._body_start + header.model_length
-        model = bytes(self._buffer[self._body_start : model_end])
-        pixels = bytes(self._buffer[model_end:end])
-        del self._buffer[:end]
-        self._header = None
-        return Request(header=header, model=model, pixels=pixels)
+        request = Request(header=header, model=bytes(self._model), pixels=self._pixels)
+        self._start_frame()
+        return request
 
     def end_of_input(self) -> None:
         """Call when the peer closed: raises TruncatedFrame if a frame was cut short."""
-        if self._buffer or self._header is not None:
+        if self.buffered or self._header is not None:
             raise TruncatedFrame(
-                f"input ended inside a frame ({len(self._buffer)} bytes buffered, "
+                f"input ended inside a frame ({self.buffered} bytes buffered, "
                 f"{self.needed()} more expected)"
             )
 
-    def _read_header(self) -> bool:
-        if len(self._buffer) < PREAMBLE.size:
-            if not MAGIC.startswith(bytes(self._buffer[:4])):
-                raise BadMagic(f"frame starts with {bytes(self._buffer[:4])!r}, not {MAGIC!r}")
-            return False
-        magic, version, header_length = PREAMBLE.unpack_from(self._buffer)
+    def _complete(self, header: RequestHeader) -> bool:
+        return (
+            len(self._model) == header.model_length and self._pixels_filled == header.pixels_length
+        )
+
+    def _in_pixels(self) -> bool:
+        header = self._header
+        return header is not None and len(self._model) == header.model_length
+
+    def _take_unread(self) -> None:
+        if self._unread:
+            with memoryview(self._unread) as view:
+                used = self._consume(view)
+            del self._unread[:used]
+
+    def _consume(self, data: memoryview) -> int:
+        """Take what the current frame still needs from `data`; returns how many bytes."""
+        used = 0
+        while used < len(data):
+            header = self._header
+            if header is None:
+                take = min(self._needed(), len(data) - used)
+                self._head += data[used : used + take]
+                used += take
+                self._read_header()
+            elif len(self._model) < header.model_length:
+                take = min(header.model_length - len(self._model), len(data) - used)
+                self._model += data[used : used + take]
+                used += take
+            elif self._pixels_filled < header.pixels_length:
+                start = self._pixels_filled
+                take = min(header.pixels_length - start, len(data) - used)
+                self._pixels[start : start + take] = data[used : used + take]
+                self._pixels_filled += take
+                used += take
+            else:
+                break  # the frame is complete; the rest belongs to the next one
+        return used
+
+    def _read_header(self) -> None:
+        head = self._head
+        if len(head) < PREAMBLE.size:
+            if not MAGIC.startswith(bytes(head[:4])):
+                raise BadMagic(f"frame starts with {bytes(head[:4])!r}, not {MAGIC!r}")
+            return
+        magic, version, header_length = PREAMBLE.unpack_from(head)
         if magic != MAGIC:
             raise BadMagic(f"frame starts with {magic!r}, not {MAGIC!r}")
         if version != VERSION:
             raise UnsupportedVersion(f"frame version {version}; this side speaks {VERSION}")
         if header_length > MAX_HEADER_BYTES:
             raise FrameTooLarge(f"header of {header_length} bytes exceeds {MAX_HEADER_BYTES}")
-        if len(self._buffer) < PREAMBLE.size + header_length:
-            return False
-        self._header = parse_header(
-            bytes(self._buffer[PREAMBLE.size : PREAMBLE.size + header_length])
-        )
-        self._body_start = PREAMBLE.size + header_length
-        return True
+        if len(head) < PREAMBLE.size + header_length:
+            return
+        header = parse_header(bytes(head[PREAMBLE.size :]))
+        self._pixels = bytearray(header.pixels_length)
+        self._header = header
 
 
 def decode_request(data: bytes) -> Request:

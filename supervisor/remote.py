@@ -184,7 +184,8 @@ class RemoteWorkers:
     def _send(self, replica: _Replica, request: Request) -> Answer:
         """The answer from `replica`, over a kept connection or a new one; the frame carries a
         fresh request id that the answer must echo."""
-        request_id, frame = encode_stamped_request(request)
+        request_id, parts = encode_stamped_request(request)
+        frame = b"".join(parts)
         with self._lock:
             kept = replica.idle.pop() if replica.idle else None
         if kept is not None:

@@ -79,7 +79,7 @@ class _FrameHandler(socketserver.BaseRequestHandler):
         self.request.settimeout(IDLE_SECONDS)
         while True:
             try:
-                request = read_request(self.request.recv, allow_eof=True)
+                request = read_request(self.request.recv_into, allow_eof=True)
             except FrameError as exc:  # the stream is out of step: answer and hang up
                 self.request.sendall(encode_stream_answer(error=exc))
                 return

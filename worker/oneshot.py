@@ -29,7 +29,7 @@ from worker.runtimes import RuntimeOptions
 def answer(stdin: BinaryIO, options: RuntimeOptions) -> tuple[bytes, int]:
     """The answer bytes and the exit code for the frame on `stdin`."""
     try:
-        request = read_request(stdin.read)
+        request = read_request(stdin.readinto)
         assert request is not None
         rows, description = execute(request, options)
     except ServiceError as exc:

@@ -37,7 +37,7 @@ def serve(
 
     while True:
         try:
-            request = read_request(stdin.read, allow_eof=True)
+            request = read_request(stdin.readinto, allow_eof=True)
         except FrameError as exc:
             send(encode_stream_answer(error=exc))
             return exc.exit_code
@@ -68,4 +68,5 @@ def answer_channel(answer_fd: int | None) -> BinaryIO:
 
 def main(options: RuntimeOptions, cache_mb: int, limits: Limits, answer_fd: int | None) -> int:
     answers = answer_channel(answer_fd)
-    return serve(sys.stdin.buffer, answers, options, cache_mb * 1024 * 1024, limits)
+    # Unbuffered: each read goes straight into the frame's buffers (worker/framing.py).
+    return serve(sys.stdin.buffer.raw, answers, options, cache_mb * 1024 * 1024, limits)
