@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from frontend import metrics, security, service
 from frontend.config import from_environment
 from frontend.errors import PayloadTooLarge
+from frontend.request import Request
 from frontend.views import api, health, models, openapi, page
 from protocol import ServiceError
 
@@ -49,6 +50,7 @@ def _register_error_handlers(app: Flask) -> None:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    app.request_class = Request
     app.config.from_mapping(from_environment())
     if test_config:
         app.config.from_mapping(test_config)
