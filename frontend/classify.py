@@ -9,10 +9,10 @@ from typing import Any
 
 from frontend.answers import Prediction, confidence_word, top_predictions
 from frontend.images import prepare_image
-from frontend.labels import Labels, align_labels
+from frontend.labels import Labels
 from frontend.models import ModelSource
 from protocol import Normalization, Request, RequestHeader
-from supervisor.metrics import LATENCY
+from supervisor.metrics import STAGE_LATENCY
 from supervisor.transport import Transport
 
 
@@ -67,11 +67,11 @@ def classify_image(
         if normalization.mode == "model_default"
         else normalization,
     )
-    request = Request(header, model.blob, pixels.tobytes())
+    request = Request(header, model.blob, memoryview(pixels).cast("B"))  # no copy
     rows, _ = transport.exchange(request, batchable=model.takes_batches)
     probabilities = rows[0]
     answered = time.perf_counter()
-    labels = align_labels(list(model.label_lines), len(probabilities))
+    labels = model.labels(len(probabilities))
     predictions = top_predictions(probabilities, labels, top_k)
     done = time.perf_counter()
     timings = {
@@ -80,5 +80,5 @@ def classify_image(
         "total": _ms(started, done),
     }
     for stage, milliseconds in timings.items():
-        LATENCY.labels(stage).observe(milliseconds / 1000)
+        STAGE_LATENCY[stage].observe(milliseconds / 1000)
     return Classification(model, labels, predictions, timings)

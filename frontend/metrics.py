@@ -5,6 +5,7 @@ PROMETHEUS_MULTIPROC_DIR (set up by gunicorn.conf.py) and /metrics sums them all
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 from prometheus_client import (
@@ -32,8 +33,13 @@ def metrics() -> Response:
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
+    counters: dict[tuple[str, int], Any] = {}  # labelled children, looked up once each
+
     @app.after_request
     def count(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        key = (request.url_rule.rule if request.url_rule else "unmatched", response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = REQUESTS.labels(key[0], str(key[1]))
+        counter.inc()
         return response

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from frontend.errors import InvalidField
-from frontend.labels import parse_labels
+from frontend.labels import Labels, align_labels, parse_labels
 from frontend.store import StoredModel
 from protocol import Normalization, detect_format
 from protocol.frame import parse_normalization
@@ -27,6 +27,16 @@ class ModelSource:
     output_tensor: str | None = None
     normalization: Normalization = field(default_factory=Normalization)
     manifest: dict[str, Any] | None = None
+    # Labels lined up with the model's outputs, by their count: done once per model, not per
+    # request (a stored model's source is kept between requests).
+    _aligned: dict[int, Labels] = field(default_factory=dict, compare=False, repr=False)
+
+    def labels(self, classes: int) -> Labels:
+        """The labels lined up with `classes` outputs (frontend/labels.py)."""
+        aligned = self._aligned.get(classes)
+        if aligned is None:
+            aligned = self._aligned[classes] = align_labels(list(self.label_lines), classes)
+        return aligned
 
     @property
     def takes_batches(self) -> bool:

@@ -69,6 +69,8 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def add_headers(response: Response) -> Response:
+        headers = response.headers
         for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
+            if name not in headers:
+                headers.add(name, value)
         return response

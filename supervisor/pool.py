@@ -49,7 +49,7 @@ from protocol import (
     WorkerUnavailable,
 )
 from supervisor.launcher import LaunchSettings, WarmWorker
-from supervisor.metrics import LATENCY, MODEL_CACHE, QUEUE_DEPTH, WORKER_RESTARTS
+from supervisor.metrics import CACHE_HIT, CACHE_MISS, QUEUE_DEPTH, STAGE_LATENCY, WORKER_RESTARTS
 from supervisor.transport import Answer
 
 logger = logging.getLogger("gunicorn.error")
@@ -154,7 +154,7 @@ class WorkerPool:
         try:
             worker = self._wait_for_worker(lane, sha256, started + lane.timeout)
         finally:
-            LATENCY.labels("queue").observe(time.monotonic() - started)
+            STAGE_LATENCY["queue"].observe(time.monotonic() - started)
         if lane is self._uploads and worker.ran - {sha256}:
             # Another upload's frames ran in it: a fresh process instead.
             self._retire(lane, worker, "it ran another uploaded model")
@@ -166,7 +166,9 @@ class WorkerPool:
             if not lane.idle and lane.waiting >= self.settings.queue_limit:
                 raise Overloaded(f"{lane.waiting} requests are already waiting for a worker")
             lane.waiting += 1
-            QUEUE_DEPTH.inc()
+            queued = not lane.idle  # the gauge counts requests that wait, not every one
+            if queued:
+                QUEUE_DEPTH.inc()
             try:
                 while not lane.idle:
                     if self._closed:
@@ -187,7 +189,8 @@ class WorkerPool:
                     return worker
             finally:
                 lane.waiting -= 1
-                QUEUE_DEPTH.dec()
+                if queued:
+                    QUEUE_DEPTH.dec()
         self._start_watcher()
         try:
             worker = self._spawn()
@@ -364,11 +367,11 @@ class WorkerPool:
         if sha256 in worker.models:
             try:
                 answer = worker.exchange(_by_reference(request, sha256), timeout)
-                MODEL_CACHE.labels("hit").inc()
+                CACHE_HIT.inc()
                 return answer
             except ModelUnknown:  # evicted from the worker's cache since: send it in full
                 worker.models.discard(sha256)
-        MODEL_CACHE.labels("miss").inc()
+        CACHE_MISS.inc()
         answer = worker.exchange(request, timeout)
         worker.models.add(sha256)  # only after it loaded and ran
         return answer

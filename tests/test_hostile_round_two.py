@@ -84,11 +84,11 @@ def test_savedmodels_are_checked_before_anything_loads(
 # --- 3 and 4. Image bombs ------------------------------------------------------------------------
 
 
-def many_scans(count: int) -> bytes:
-    """A progressive JPEG whose last (refinement) scan is repeated `count` times: a decoder runs
-    every one of them."""
+def many_scans(count: int, progressive: bool = True) -> bytes:
+    """A JPEG whose last scan is repeated `count` times: in a progressive one (a refinement scan)
+    a decoder runs every one of them."""
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(CAT)).save(buffer, format="JPEG", progressive=True, quality=90)
+    Image.open(io.BytesIO(CAT)).save(buffer, format="JPEG", progressive=progressive, quality=90)
     data = buffer.getvalue()
     last = data.rindex(b"\xff\xda")
     return data[:last] + data[last:-2] * count + b"\xff\xd9"
@@ -100,6 +100,15 @@ def test_a_jpeg_of_6000_scans_is_refused_before_decoding(server: Server) -> None
     assert error(answer)["code"] == "invalid_image" and "scans" in error(answer)["message"]
     ordinary = classify(server.url, many_scans(1))  # an ordinary progressive JPEG still works
     assert ordinary.json()["predictions"][0]["label"] == "Egyptian cat"
+
+
+def test_a_sequential_jpeg_of_6000_scans_costs_no_more_than_its_bytes(server: Server) -> None:
+    """Scans are counted only in progressive JPEGs: a sequential JPEG's one scan covers the
+    image, and libjpeg refuses what follows it at once."""
+    answer = classify(server.url, many_scans(6000, progressive=False))
+    assert answer.status_code == 400, answer.text
+    assert error(answer)["code"] == "invalid_image", answer.text
+    assert "broken data stream" in error(answer)["message"]
 
 
 def png_of(width: int, height: int) -> bytes:
