@@ -1,8 +1,9 @@
 """`python -m frontend`: the frontend as `make run` and docker compose serve it, gunicorn behind
 nginx (frontend/proxy.py) on BIND (default 0.0.0.0:$PORT, PORT 8080).
 
-gunicorn listens on a loopback port of its own and trusts one proxy hop for the client's
-address (TRUSTED_PROXY_HOPS=1); nginx takes the public port. Both are children of this process,
+gunicorn listens on a Unix socket of its own (cheaper per request than loopback TCP for both)
+and trusts one proxy hop for the client's address (TRUSTED_PROXY_HOPS=1); nginx takes the
+public port. Both are children of this process,
 which passes SIGTERM and SIGINT on to them and ends when either ends, stopping the other.
 FRONT_PROXY=none serves gunicorn alone on BIND (then slow clients can hold its threads). The
 access log (ACCESS_LOG) is written by nginx, or by gunicorn when it serves alone."""
@@ -25,12 +26,6 @@ from frontend.proxy import config as nginx_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _gunicorn(bind: str, extra_env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -44,17 +39,19 @@ def _gunicorn(bind: str, extra_env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
+def _wait_for_socket(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"frontend: gunicorn exited with {process.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(str(path))
             return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"frontend: gunicorn did not listen on {port} within {seconds:g} s")
+    raise SystemExit(f"frontend: gunicorn did not listen on {path} within {seconds:g} s")
 
 
 def _nginx_log_path(access_log: str) -> str:
@@ -79,7 +76,6 @@ def main() -> int:
         )
         return 1
     settings = from_environment()
-    port = _free_loopback_port()
     children: list[subprocess.Popen] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -90,20 +86,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     with tempfile.TemporaryDirectory(prefix="mobilenet-frontend-") as run_dir:
-        conf = Path(run_dir) / "nginx.conf"
+        conf, upstream = Path(run_dir) / "nginx.conf", Path(run_dir) / "gunicorn.sock"
         conf.write_text(
             nginx_config(
                 bind,
-                f"127.0.0.1:{port}",
+                f"unix:{upstream}",
                 Path(run_dir),
                 settings["MAX_CONTENT_LENGTH"],
                 settings["WORKER_TIMEOUT"] + 60,
                 _nginx_log_path(os.environ.get("ACCESS_LOG", "-")),
             )
         )
-        app = _gunicorn(f"127.0.0.1:{port}", {"TRUSTED_PROXY_HOPS": "1", "ACCESS_LOG": "off"})
+        app = _gunicorn(f"unix:{upstream}", {"TRUSTED_PROXY_HOPS": "1", "ACCESS_LOG": "off"})
         children.append(app)
-        _wait_for_port(port, app)
+        _wait_for_socket(upstream, app)
         children.append(subprocess.Popen([nginx, "-c", str(conf), "-p", run_dir]))
         # Whichever ends first ends the other; nginx stops at once, gunicorn after its drain.
         while all(child.poll() is None for child in children):

@@ -31,8 +31,8 @@ def config(
     read_seconds: float,
     access_log: str = "/dev/stdout",
 ) -> str:
-    """The nginx configuration: `listen` (host:port) in front of gunicorn at `upstream`;
-    `access_log` is a path, or "off"."""
+    """The nginx configuration: `listen` (host:port) in front of gunicorn at `upstream` (as
+    nginx names a server: `host:port` or `unix:/path`); `access_log` is a path, or "off"."""
     log = (
         "access_log off;"
         if access_log in ("", "off")
