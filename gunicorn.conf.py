@@ -5,13 +5,11 @@ import os
 import tempfile
 
 # Set in the environment too: the app shares the cores among this many processes' worker pools.
-# One gunicorn process per 2 cores. Its part of a request is a third to a half of the model's
-# (measured on an Intel Xeon with AMX, 2 vCPUs: about 3 ms of CPU for a 224 px JPEG against
-# 10.5 ms for the quantized MobileNet; the issue-11 machine: 2.8 against 6.65 ms), and one
-# process's Python runs on one core at a time, so it keeps two or three model workers busy, not
-# more. Within that, one pool per process balances best: with two processes on 2 cores, each
-# with one worker, the kernel's uneven sharing of connections left a worker idle while the
-# other's queue grew.
+# One gunicorn process per 2 cores. Its part of a 224 px request is about a quarter of the
+# model's (measured on an Intel Xeon with AMX, 2 vCPUs, 2026-12-06: 2.0 ms of CPU against 8.1 ms
+# for the quantized MobileNet; bench.cpu_split), and one process's Python runs on one core at a
+# time, so it keeps two to four model workers busy. Within that, one pool per process balances
+# best; 2 processes of 1 worker each measured no better.
 os.environ.setdefault("WEB_CONCURRENCY", str(max(1, math.ceil((os.cpu_count() or 1) / 2))))
 
 # Prometheus samples of every gunicorn process go to one folder that /metrics sums; a fresh one
