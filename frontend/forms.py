@@ -49,25 +49,53 @@ def top_k(request: Request, default: int) -> int:
     return value
 
 
-def _number(request: Request, name: str) -> float | None:
+def _channels(request: Request, name: str) -> float | tuple[float, float, float] | None:
+    """A number, or three (R, G, B) separated by commas."""
     raw = request.values.get(name)
     if raw in (None, ""):
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidField(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise InvalidField(f"{name} must be finite, got {raw!r}")
-    return value
+    parts = raw.split(",")
+    if len(parts) not in (1, 3):
+        raise InvalidField(f"{name} must be one number or three (R,G,B), got {raw!r}")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise InvalidField(f"{name} must be a number or three, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise InvalidField(f"{name} must be finite, got {raw!r}")
+        values.append(value)
+    return values[0] if len(values) == 1 else (values[0], values[1], values[2])
 
 
 def normalization(request: Request) -> Normalization:
     """The model's own default unless input_mean / input_std are given (as in TensorFlow's
-    label_image); one given alone keeps the other at 127.5."""
-    mean, std = _number(request, "input_mean"), _number(request, "input_std")
+    label_image; one number, or one per channel R,G,B); one given alone keeps the other at
+    127.5."""
+    mean, std = _channels(request, "input_mean"), _channels(request, "input_std")
     if mean is None and std is None:
         return Normalization()
-    if std == 0:
+    if std is not None and 0 in (std if isinstance(std, tuple) else (std,)):
         raise InvalidField("input_std must not be 0")
     return Normalization("mean_std", 127.5 if mean is None else mean, 127.5 if std is None else std)
+
+
+MAX_INPUT_SIDE = 1024
+
+
+def input_size(request: Request) -> tuple[int, int] | None:
+    """`input_size`: the size to run a graph at that fixes none itself, as `160` or
+    `160x128` (height x width); None when not given."""
+    raw = request.values.get("input_size")
+    if raw in (None, ""):
+        return None
+    parts = raw.lower().replace(" ", "").split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise InvalidField(f"input_size must be a size in pixels, 160 or 160x128, got {raw!r}")
+    height, width = int(parts[0]), int(parts[-1])
+    if not (1 <= height <= MAX_INPUT_SIDE and 1 <= width <= MAX_INPUT_SIDE):
+        raise InvalidField(
+            f"input_size must be between 1 and {MAX_INPUT_SIDE} pixels a side, got {raw!r}"
+        )
+    return height, width

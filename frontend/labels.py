@@ -1,7 +1,15 @@
-"""The one label lookup: parse a labels file and line it up with a model's outputs."""
+"""The one label lookup: parse a labels file and line it up with a model's outputs.
+
+Labels files come in a few shapes, all read here: one label a line; numbered lines as Teachable
+Machine writes them (`0 FRESH APPLE`) and as TF-slim and Coral write them (`2:goldfish,
+Carassius auratus`, `2: goldfish`); with or without a first line for a background class. When
+every line is numbered in order (from 0 or 1, each number one more than the last) the numbers
+are taken off, so answers show the bare label; where only some lines start with a number, the
+numbers are part of the labels (`7up`, `3 musketeers`) and stay."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from frontend.errors import InvalidLabels, LabelsMismatch
@@ -28,8 +36,24 @@ class Labels:
         }[self.alignment]
 
 
+# `N label`, `N:label` or `N: label`; a number alone on its line is no numbered label.
+NUMBERED = re.compile(r"(\d+)(?::\s*|\s+)(\S.*)")
+
+
+def _without_numbers(lines: list[str]) -> list[str]:
+    """The labels without their numbers when every line is numbered in order, else as given."""
+    matches = [NUMBERED.fullmatch(line) for line in lines]
+    if not all(matches):
+        return lines
+    numbers = [int(m.group(1)) for m in matches if m]
+    if numbers[0] not in (0, 1) or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return lines
+    return [m.group(2).strip() for m in matches if m]
+
+
 def parse_labels(data: bytes) -> list[str]:
-    """One label per line, UTF-8; trailing blank lines ignored."""
+    """One label per line, UTF-8, with the numbers of a numbered file taken off (above);
+    trailing blank lines ignored."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -41,7 +65,7 @@ def parse_labels(data: bytes) -> list[str]:
         raise InvalidLabels("the labels file is empty")
     if len(lines) > MAX_LABELS:
         raise InvalidLabels(f"the labels file has {len(lines)} lines, over {MAX_LABELS}")
-    return lines
+    return _without_numbers(lines)
 
 
 def align_labels(lines: list[str], classes: int) -> Labels:

@@ -51,27 +51,31 @@ class ModelSource:
         return hashlib.sha256(self.blob).hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        """The model's identity for answers; `id` is null for an unregistered upload."""
-        if self.manifest is not None:
-            model_id, model_format = self.manifest["id"], self.manifest["format"]
-        else:
-            model_id, model_format = None, detect_format(self.blob)
+        """The model's identity for answers; `id` is null for an unregistered upload. `format`
+        is what runs; `source_format` what was uploaded (a Keras file runs as a GraphDef)."""
+        manifest = self.manifest or {}
+        model_format = manifest.get("format") or detect_format(self.blob)
+        source = manifest.get("source") or {}
         return {
-            "id": model_id,
+            "id": manifest.get("id"),
             "sha256": self.sha256,
             "name": self.name,
             "format": model_format,
+            "source_format": source.get("format", model_format),
             "origin": self.origin,
         }
 
 
-def from_stored(stored: StoredModel, origin: str) -> ModelSource:
-    manifest = stored.manifest
+def from_manifest(
+    manifest: dict[str, Any], blob: bytes, label_lines: tuple[str, ...], origin: str
+) -> ModelSource:
+    """A model with what its preparation found (frontend/registry.py): size, tensors and
+    normalisation."""
     size = manifest["input"]["height"], manifest["input"]["width"]
     return ModelSource(
         name=manifest["name"],
-        blob=stored.model_bytes(),
-        label_lines=tuple(parse_labels(stored.labels_bytes())),
+        blob=blob,
+        label_lines=label_lines,
         origin=origin,
         input_size=size if None not in size else None,
         input_tensor=manifest["input"]["name"],
@@ -79,6 +83,11 @@ def from_stored(stored: StoredModel, origin: str) -> ModelSource:
         normalization=parse_normalization(manifest["normalization"]),
         manifest=manifest,
     )
+
+
+def from_stored(stored: StoredModel, origin: str) -> ModelSource:
+    labels = tuple(parse_labels(stored.labels_bytes()))
+    return from_manifest(stored.manifest, stored.model_bytes(), labels, origin)
 
 
 def default_files(config: dict[str, Any]) -> tuple[Path, Path]:

@@ -2,13 +2,19 @@
 and store it with a manifest. The default model is registered the same way at start-up.
 
 A registration's id is the sha256 of the model's bytes, its labels and the options it was
-given (tensor names, normalisation) together: the same bytes with other labels or options are
-another model, so nobody who registers a public model first can change what it means for the
-next one (its name is a label for people, not part of what it is). The same model again is 200
-with the entry as it is."""
+given (tensor names, normalisation, input size) together: the same bytes with other labels or
+options are another model, so nobody who registers a public model first can change what it
+means for the next one (its name is a label for people, not part of what it is). The same model
+again is 200 with the entry as it is; the same bytes with other labels or options are a new
+entry, and the answer names the others and what they differ in.
+
+A registration stores what workers run: a Keras file's converted GraphDef, with the upload's
+format and sha256 under `source`. Uploads that are not registered go through the same
+preparation (`prepare`), kept in memory instead of the store."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -17,14 +23,16 @@ from typing import Any
 from frontend.errors import InvalidField, ModelTooLarge
 from frontend.labels import align_labels, parse_labels
 from frontend.models import ModelSource
+from frontend.normalization import detect
 from frontend.store import ModelStore, StoredModel
 from protocol import Normalization, Request, RequestHeader
 from supervisor.transport import Transport
 
 
-def describe_request(model: ModelSource) -> Request:
+def describe_request(model: ModelSource, probe_size: tuple[int, int] | None = None) -> Request:
     """A frame asking a worker to load `model`, run it once on a grey probe image of its own
-    input size and describe it."""
+    input size (for a graph that fixes none: `probe_size`, else the one that runs) and describe
+    it."""
     header = RequestHeader(
         height=1,
         width=1,
@@ -34,16 +42,67 @@ def describe_request(model: ModelSource) -> Request:
         output_tensor=model.output_tensor,
         normalization=model.normalization,
         describe=True,
+        probe_size=probe_size,
         model_sha256=model.sha256,
     )
     return Request(header, model.blob, b"")
 
 
-def probe(transport: Transport, model: ModelSource) -> dict[str, Any]:
+def probe(
+    transport: Transport, model: ModelSource, probe_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """The worker's description of the model, after running it once."""
-    _, description = transport.exchange(describe_request(model))
+    _, description = transport.exchange(describe_request(model, probe_size))
     assert description is not None
     return description
+
+
+def prepare(
+    transport: Transport,
+    upload: ModelSource,
+    normalization: Normalization,
+    input_size: tuple[int, int] | None,
+    max_bytes: int,
+) -> tuple[dict[str, Any], bytes]:
+    """What workers find out about a model and the bytes they run: its description (tensors,
+    input size and how it was found), with the normalisation it takes (given, its own for a
+    quantized input, else detected on the calibration photos, frontend/normalization.py) and,
+    for a Keras file, the GraphDef it was converted to (`source` says what was uploaded)."""
+    given = dataclasses.replace(upload, normalization=normalization)
+    description = probe(transport, given, input_size)
+    converted = description.pop("converted_model", None)
+    source_format = description.pop("source_format", None)
+    blob = upload.blob
+    if converted is not None:
+        if len(converted) > max_bytes:
+            raise ModelTooLarge(
+                f"the converted model is {len(converted)} bytes, over MAX_MODEL_BYTES={max_bytes}"
+            )
+        blob = converted
+        description["source"] = {
+            "format": source_format,
+            "sha256": upload.sha256,
+            "bytes": len(upload.blob),
+        }
+    size = (description["input"]["height"], description["input"]["width"])
+    if normalization.mode != "model_default":
+        report: dict[str, Any] = {"source": "given"}
+    elif not description["input"]["dtype"].startswith(("float", "bfloat")):
+        report = {"source": "model"}  # a quantized input's own scale and zero point
+    else:
+        runnable = ModelSource(
+            name=upload.name,
+            blob=blob,
+            label_lines=upload.label_lines,
+            origin=upload.origin,
+            input_size=size,
+            input_tensor=description["input"]["name"],
+            output_tensor=description["output"]["name"],
+        )
+        detected, report = detect(transport, runnable, size)
+        description["normalization"] = detected.to_wire()
+    description["normalization_found"] = report
+    return description, blob
 
 
 IDENTITY = "mobilenet-service registration v1"
@@ -55,16 +114,19 @@ def registration_id(
     input_tensor: str | None = None,
     output_tensor: str | None = None,
     normalization: Normalization | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> str:
-    """The id of a model registered with these labels (parsed: line endings and trailing blank
-    lines do not count) and options."""
-    fields = {
+    """The id of a model registered with these labels (parsed: line endings, numbers and
+    trailing blank lines do not count) and options."""
+    fields: dict[str, Any] = {
         "model": model_sha256,
         "labels": hashlib.sha256("\n".join(label_lines).encode()).hexdigest(),
         "input_tensor": input_tensor,
         "output_tensor": output_tensor,
         "normalization": (normalization or Normalization()).to_wire(),
     }
+    if input_size is not None:  # only then: ids registered before the option stay the same
+        fields["input_size"] = list(input_size)
     return hashlib.sha256(json.dumps([IDENTITY, fields], sort_keys=True).encode()).hexdigest()
 
 
@@ -79,6 +141,7 @@ def register(
     input_tensor: str | None = None,
     output_tensor: str | None = None,
     normalization: Normalization | None = None,
+    input_size: tuple[int, int] | None = None,
     replace: bool = False,
 ) -> tuple[StoredModel, bool]:
     """The stored model and whether it is new. `replace`: store it whatever the store holds
@@ -90,31 +153,33 @@ def register(
     normalization = normalization or Normalization()
     model_sha256 = hashlib.sha256(blob).hexdigest()
     lines = parse_labels(labels)
-    model_id = registration_id(model_sha256, lines, input_tensor, output_tensor, normalization)
+    model_id = registration_id(
+        model_sha256, lines, input_tensor, output_tensor, normalization, input_size
+    )
     existing = store.get(model_id)
     if existing is not None and not replace:
         return existing, False
-    candidate = ModelSource(
+    upload = ModelSource(
         name=name,
         blob=blob,
         label_lines=tuple(lines),
         origin="registered",
         input_tensor=input_tensor,
         output_tensor=output_tensor,
-        normalization=normalization,
     )
-    description = probe(transport, candidate)
+    description, runnable = prepare(transport, upload, normalization, input_size, max_bytes)
     aligned = align_labels(lines, description["output"]["classes"])
     manifest = {
         "id": model_id,
-        "sha256": model_sha256,
+        "sha256": hashlib.sha256(runnable).hexdigest(),
         "name": name,
-        "bytes": len(blob),
+        "bytes": len(runnable),
         "created": time.time(),
         "options": {
             "input_tensor": input_tensor,
             "output_tensor": output_tensor,
             "normalization": normalization.to_wire(),
+            "input_size": list(input_size) if input_size else None,
         },
         **description,
         "labels": {"count": len(lines), "alignment": aligned.alignment, "note": aligned.note},
@@ -122,8 +187,34 @@ def register(
     if replace:
         if existing is not None and _same(existing, manifest, labels):
             return existing, False  # nothing to rebuild: no folder swap under other readers
-        return store.replace(manifest, blob, labels), existing is None
-    return store.add(manifest, blob, labels)
+        return store.replace(manifest, runnable, labels), existing is None
+    return store.add(manifest, runnable, labels)
+
+
+def uploaded_sha256(manifest: dict[str, Any]) -> str:
+    """The sha256 of the bytes that were uploaded (a converted model's source's)."""
+    source = manifest.get("source") or {}
+    return source.get("sha256") or manifest["sha256"]
+
+
+def other_registrations(store: ModelStore, stored: StoredModel) -> list[dict[str, Any]]:
+    """The other entries of the same uploaded bytes, and what they differ in: registering the
+    same model with other labels or options makes another entry, and the answer says which."""
+    own = stored.manifest
+    others = []
+    for entry in store.list():
+        theirs = entry.manifest
+        if entry.id == stored.id or uploaded_sha256(theirs) != uploaded_sha256(own):
+            continue
+        differs = {
+            key: theirs.get("options", {}).get(key)
+            for key in ("input_tensor", "output_tensor", "normalization", "input_size")
+            if theirs.get("options", {}).get(key) != own.get("options", {}).get(key)
+        }
+        if entry.labels_bytes() != stored.labels_bytes():
+            differs["labels"] = "another labels file"
+        others.append({"id": entry.id, "name": theirs.get("name"), "differs": differs})
+    return others
 
 
 def _same(stored: StoredModel, manifest: dict[str, Any], labels: bytes) -> bool:

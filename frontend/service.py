@@ -24,14 +24,15 @@ from frontend.errors import (
     TooManyUploads,
 )
 from frontend.images import set_large_decodes
-from frontend.models import ModelSource, default_files, from_stored
-from frontend.registry import describe_request, register, registration_id
+from frontend.models import ModelSource, default_files, from_manifest, from_stored
+from frontend.registry import describe_request, prepare, register, registration_id
 from frontend.store import ModelStore, StoredModel
 from frontend.workers import make_transport
 from protocol import Normalization, SandboxUnavailable, ServiceError
 
 current_logger = logging.getLogger("gunicorn.error")
 SOURCE_CACHE_SIZE = 8
+PREPARED_CACHE_SIZE = 4
 
 
 class RecentCheck:
@@ -64,6 +65,8 @@ class Service:
         self._default: StoredModel | None = None  # it cannot be deleted, so it is kept
         # Stored models as ready-to-send sources (bytes and labels in memory), most recent last.
         self._sources: OrderedDict[str, ModelSource] = OrderedDict()
+        # Unregistered uploads as prepared, by the id their registration would have.
+        self._uploads_prepared: OrderedDict[str, ModelSource] = OrderedDict()
         self._sources_lock = threading.Lock()
         self._uploads: Counter[str] = Counter()  # models other than the default running, by client
         self._uploads_lock = threading.Lock()
@@ -201,19 +204,60 @@ class Service:
                 self._sources.popitem(last=False)
         return source
 
-    def resolve(self, upload: ModelSource | None, model_id: str | None) -> ModelSource:
-        """What to run: an upload (with the stored manifest when the bytes are known, but always
-        the uploaded labels), a stored model by id, or the default."""
+    def resolve(
+        self,
+        upload: ModelSource | None,
+        model_id: str | None,
+        normalization: Normalization | None = None,
+        input_size: tuple[int, int] | None = None,
+        client: str = "",
+    ) -> ModelSource:
+        """What to run: an upload (the stored entry when it is registered with exactly these
+        labels and options, else prepared as a registration is, frontend/registry.py, and kept
+        in memory), a stored model by id, or the default."""
         if upload is not None:
             self._require_sandbox(upload.sha256)
-            # Registered with exactly these labels and no options, it is that entry.
-            known = self.store.get(registration_id(upload.sha256, upload.label_lines))
-            return upload if known is None else self._source(known, "registered")
+            normalization = normalization or Normalization()
+            key = registration_id(
+                upload.sha256, upload.label_lines, None, None, normalization, input_size
+            )
+            known = self.store.get(key)
+            if known is not None:
+                return self._source(known, "registered")
+            return self._prepared(upload, key, normalization, input_size, client)
         if model_id:
             stored = self.stored(model_id)
             self._require_sandbox(stored.manifest["sha256"])
             return self._source(stored, "registered")
         return self._source(self.default_model(), "default")
+
+    def _prepared(
+        self,
+        upload: ModelSource,
+        key: str,
+        normalization: Normalization,
+        input_size: tuple[int, int] | None,
+        client: str,
+    ) -> ModelSource:
+        """An unregistered upload, prepared once (its size, normalisation, a Keras file's
+        conversion: several runs of the model) and kept for the next request that sends it."""
+        with self._sources_lock:
+            source = self._uploads_prepared.get(key)
+            if source is not None:
+                self._uploads_prepared.move_to_end(key)
+                return source
+        with self._upload_slot(client):
+            description, blob = prepare(
+                self.transport, upload, normalization, input_size, self.config["MAX_MODEL_BYTES"]
+            )
+        sha256 = hashlib.sha256(blob).hexdigest()
+        manifest = {"id": None, "name": upload.name, "sha256": sha256, **description}
+        source = from_manifest(manifest, blob, upload.label_lines, "upload")
+        with self._sources_lock:
+            self._uploads_prepared[key] = source
+            while len(self._uploads_prepared) > PREPARED_CACHE_SIZE:
+                self._uploads_prepared.popitem(last=False)
+        return source
 
     def warm_up(self) -> None:
         """Start the pool's workers and load the default model into each, in the background."""

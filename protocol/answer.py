@@ -70,7 +70,9 @@ def decode_answer(data: bytes) -> tuple[np.ndarray, dict[str, Any] | None]:
 # Binary floats: JSON costs more than the model itself for 1001 classes at high rates.
 
 ANSWER_LENGTH = struct.Struct(">I")
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# A describe answer may carry a converted model (a Keras file frozen to a GraphDef), so the limit
+# is a model's, not a row of probabilities'.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
 class AnswerReader:

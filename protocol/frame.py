@@ -7,6 +7,7 @@ blob and the pixels. Every length is explicit; see protocol/README.md for the by
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import struct
 from dataclasses import dataclass, field
@@ -31,8 +32,11 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 MAX_PIXEL_BYTES = 64 * 1024 * 1024
 
-MODEL_FORMATS = ("graphdef", "tflite", "savedmodel")
+MODEL_FORMATS = ("graphdef", "tflite", "savedmodel", "keras")
 NORMALIZATIONS = ("model_default", "raw", "mean_std")
+
+
+Channels = float | tuple[float, float, float]  # one value for all three, or one per R, G, B
 
 
 @dataclass(frozen=True)
@@ -40,17 +44,22 @@ class Normalization:
     """How the worker turns 8-bit pixels into the model's input values.
 
     `model_default`: raw pixels for quantized models, (x - 127.5) / 127.5 for float models.
-    `raw`: the pixel values as they are. `mean_std`: (x - mean) / std.
+    `raw`: the pixel values as they are. `mean_std`: (x - mean) / std, where mean and std are
+    one number or one per channel (R, G, B), as Caffe-style models subtract a mean per channel.
     """
 
     mode: str = "model_default"
-    mean: float = 127.5
-    std: float = 127.5
+    mean: Channels = 127.5
+    std: Channels = 127.5
 
     def to_wire(self) -> dict[str, Any]:
         if self.mode == "mean_std":
-            return {"mode": self.mode, "mean": self.mean, "std": self.std}
+            return {"mode": self.mode, "mean": _wire(self.mean), "std": _wire(self.std)}
         return {"mode": self.mode}
+
+
+def _wire(value: Channels) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,11 @@ class RequestHeader:
     pixel_format: str = "RGB8"
     normalization: Normalization = field(default_factory=Normalization)
     # Ask for the model's description (tensors, size, normalisation) with the answer. With
-    # image_count 0 the worker runs the model once on a uniform grey probe of its own input size.
+    # image_count 0 the worker runs the model once on a uniform grey probe of its own input size;
+    # for a graph that fixes none, at `probe_size` (height, width) when given, else at each size
+    # a classifier takes, keeping the one that runs.
     describe: bool = False
+    probe_size: tuple[int, int] | None = None
     # The model named by the sha256 of its bytes. With model_length 0 the worker uses its cached
     # copy, or answers `model_unknown` so the sender can resend the blob.
     model_sha256: str | None = None
@@ -93,6 +105,7 @@ class RequestHeader:
             "pixels_length": self.pixels_length,
             "normalization": self.normalization.to_wire(),
             "describe": self.describe,
+            "probe_size": list(self.probe_size) if self.probe_size else None,
             "model_sha256": self.model_sha256,
             "request_id": self.request_id,
         }
@@ -178,18 +191,45 @@ def _optional_request_id(wire: dict[str, Any]) -> int | None:
     return value
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _channels(value: Any, name: str) -> Channels:
+    if _number(value):
+        return float(value)
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(map(_number, value)):
+        return (float(value[0]), float(value[1]), float(value[2]))
+    raise BadHeader(f"normalization {name} must be a number or 3 numbers (R, G, B), got {value!r}")
+
+
 def parse_normalization(raw: Any) -> Normalization:
     """A Normalization from its wire form (`Normalization.to_wire`); raises BadHeader."""
     if not isinstance(raw, dict) or raw.get("mode") not in NORMALIZATIONS:
         raise BadHeader(f"normalization must name a mode among {NORMALIZATIONS}, got {raw!r}")
     if raw["mode"] != "mean_std":
         return Normalization(mode=raw["mode"])
-    mean, std = raw.get("mean"), raw.get("std")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (mean, std)):
-        raise BadHeader("normalization mean_std needs numeric mean and std")
-    if std == 0:
+    mean, std = _channels(raw.get("mean"), "mean"), _channels(raw.get("std"), "std")
+    if 0 in (std if isinstance(std, tuple) else (std,)):
         raise BadHeader("normalization std must not be 0")
-    return Normalization(mode="mean_std", mean=float(mean), std=float(std))
+    return Normalization(mode="mean_std", mean=mean, std=std)
+
+
+MAX_PROBE_SIDE = 4096
+
+
+def _optional_size(wire: dict[str, Any]) -> tuple[int, int] | None:
+    value = wire.get("probe_size")
+    if value is None:
+        return None
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and all(1 <= v <= MAX_PROBE_SIDE for v in value)
+    ):
+        return (value[0], value[1])
+    raise BadHeader(f"probe_size must be [height, width] of 1 to {MAX_PROBE_SIDE}, got {value!r}")
 
 
 def _validate_header(header: RequestHeader) -> None:
@@ -230,6 +270,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         pixel_format=_require(wire, "pixel_format", str),
         normalization=parse_normalization(wire.get("normalization")),
         describe=_optional_flag(wire, "describe"),
+        probe_size=_optional_size(wire),
         model_sha256=_optional_sha256(wire),
         request_id=_optional_request_id(wire),
     )

@@ -19,6 +19,41 @@ def test_parse_refuses_empty_or_binary(data: bytes) -> None:
         parse_labels(data)
 
 
+@pytest.mark.parametrize(
+    "text, labels",
+    [
+        ("0 FRESH APPLE\n1 ROTTEN APPLE\n", ["FRESH APPLE", "ROTTEN APPLE"]),  # Teachable Machine
+        ("0:background\n1:tench, Tinca tinca\n2:goldfish, Carassius auratus\n",  # TF-slim
+         ["background", "tench, Tinca tinca", "goldfish, Carassius auratus"]),
+        ("0: Ara macao\n1: Aix sponsa\n", ["Ara macao", "Aix sponsa"]),  # Coral, with a space
+        ("1 tench\n2 goldfish\n", ["tench", "goldfish"]),  # numbered from 1, no background line
+        ("  0  padded\r\n1\tTabbed label\r\n", ["padded", "Tabbed label"]),
+    ],
+)  # fmt: skip
+def test_numbered_labels_lose_their_numbers(text: str, labels: list[str]) -> None:
+    assert parse_labels(text.encode()) == labels
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "7up\ncola\n",  # a number only in some lines belongs to the label
+        "3 musketeers\n4 seasons\n",  # numbered, but not from 0 or 1
+        "0 a\n2 b\n",  # not in order: the numbers are not the indices
+        "0\n1\n2\n",  # numbers alone are the labels
+    ],
+)
+def test_labels_that_only_look_numbered_stay_as_written(text: str) -> None:
+    assert parse_labels(text.encode()) == [line.strip() for line in text.splitlines()]
+
+
+def test_numbered_labels_line_up_with_and_without_background() -> None:
+    slim = parse_labels(b"0:background\n1:tench\n2:goldfish\n")
+    assert align_labels(slim, 2).names == ("tench", "goldfish")
+    coral = parse_labels(b"0 tench\n1 goldfish\n")
+    assert align_labels(coral, 3).names == ("background", "tench", "goldfish")
+
+
 def test_alignment() -> None:
     assert align_labels(["a", "b", "c"], 3).alignment == "exact"
     extra = align_labels(["background", "a", "b"], 2)

@@ -52,18 +52,21 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
         "input_tensor": None,
         "output_tensor": None,
         "normalization": {"mode": "model_default"},
+        "input_size": None,
     }
     assert body["name"] == "birds" and body["format"] == "tflite"
     assert body["input"] == {
         "name": "map/TensorArrayStack/TensorArrayGatherV3",
         "height": 224,
         "width": 224,
+        "size_source": "graph",
         "dtype": "uint8",
         "quantization": [0.0078125, 128],
         "batch": 1,
     }
     assert body["output"]["classes"] == 965 and body["output"]["softmax_applied"] is False
     assert body["normalization"] == {"mode": "raw"}
+    assert body["normalization_found"] == {"source": "model"}  # the quantized input's own
     assert body["labels"] == {"count": 965, "alignment": "exact", "note": None}
     assert body["default"] is False
 

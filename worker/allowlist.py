@@ -39,6 +39,12 @@ GRAPH_OPS = frozenset(
         "TopKV2", "Erf",
         # quantization-aware graphs
         "FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxVarsPerChannel", "FakeQuantWithMinMaxArgs",
+        # what TensorFlow 1's quantize_graph emits (TF-for-Poets' quantized graphs): 8-bit weights
+        # turned back into floats, and the eight-bit kernels that only compute
+        "Dequantize", "QuantizeV2", "QuantizedConv2D", "QuantizedMatMul", "QuantizedBiasAdd",
+        "QuantizedRelu", "QuantizedRelu6", "QuantizedAvgPool", "QuantizedMaxPool",
+        "QuantizedReshape", "QuantizedConcat", "QuantizedAdd", "QuantizedMul", "Requantize",
+        "RequantizationRange", "QuantizeDownAndShrinkRange",
     }
 )  # fmt: skip
 

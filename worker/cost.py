@@ -67,6 +67,10 @@ class CostCounter:
             )
 
 
+MATMULS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "QuantizedMatMul")
+CONVOLUTIONS = ("Conv2D", "DepthwiseConv2dNative", "QuantizedConv2D")
+
+
 def _dims(shape) -> list[int | None] | None:
     """A TensorShape's dimensions, or None for an unknown rank."""
     return None if shape.rank is None else list(shape.as_list())
@@ -79,17 +83,19 @@ def check_graph_cost(graph) -> None:
         for output in op.outputs:
             item = output.dtype.size if output.dtype.is_numpy_compatible else 8
             counter.tensor(op.name, _dims(output.shape), item)
-        if op.type in ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3") and op.inputs:
+        if op.type in MATMULS and op.inputs:
             a = _dims(op.inputs[0].shape)
             out = _dims(op.outputs[0].shape)
             if a and out:
-                inner = a[-2] if op.type == "MatMul" and op.get_attr("transpose_a") else a[-1]
+                transposed = op.type in ("MatMul", "QuantizedMatMul") and op.get_attr("transpose_a")
+                inner = a[-2] if transposed else a[-1]
                 counter.arithmetic(op.name, 2.0 * _elements(out) * _elements([inner]))
-        elif op.type in ("Conv2D", "DepthwiseConv2dNative") and len(op.inputs) > 1:
+        elif op.type in CONVOLUTIONS and len(op.inputs) > 1:
             kernel = _dims(op.inputs[1].shape)
             out = _dims(op.outputs[0].shape)
             if kernel and out and len(kernel) == 4:
-                per_output = kernel[0] * kernel[1] * (kernel[2] if op.type == "Conv2D" else 1)
+                depthwise = op.type == "DepthwiseConv2dNative"
+                per_output = kernel[0] * kernel[1] * (1 if depthwise else kernel[2])
                 counter.arithmetic(op.name, 2.0 * _elements(out) * _elements([per_output]))
     counter.check()
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from protocol import ModelUnknown, Request
 from worker.cache import ModelCache
-from worker.description import PROBE_SIZE, describe
+from worker.description import describe, grey, input_size
 from worker.runtimes import LoadedModel, RuntimeOptions, check_input_size, load_model
 
 
@@ -50,13 +50,15 @@ def execute(
     header = request.header
     model = _model_for(request, options, cache)
     if header.image_count == 0:  # a describe request: probe with uniform grey at the model's size
-        height, width = model.input_size or PROBE_SIZE
-        pixels = np.full((1, height, width, 3), 128, dtype=np.uint8)
+        size, size_source = input_size(model, header.probe_size, header.normalization)
+        pixels = grey(size)
     else:
         check_input_size(model, header.height, header.width)
+        size, size_source = (header.height, header.width), "graph" if model.input_size else "frame"
         pixels = np.frombuffer(request.pixels, dtype=np.uint8).reshape(
             header.image_count, header.height, header.width, header.channels
         )
     rows = model.classify(pixels, header.normalization)
-    description = describe(model, header.normalization, rows.shape[1]) if header.describe else None
-    return rows, description
+    if not header.describe:
+        return rows, None
+    return rows, describe(model, header.normalization, rows.shape[1], size, size_source)

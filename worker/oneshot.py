@@ -39,6 +39,7 @@ def answer(stdin: BinaryIO, options: RuntimeOptions) -> tuple[bytes, int]:
         return encode_error(exc), exc.exit_code
     result = (rows[0] if len(rows) == 1 else rows).tolist()
     if description is not None:
+        description.pop("converted_model", None)  # bytes: a JSON answer leaves them out
         return encode_description(description, result), 0
     return encode_probabilities(result), 0
 

@@ -8,6 +8,7 @@
   const result = document.getElementById("result");
   const list = document.getElementById("predictions");
   const summary = document.getElementById("summary");
+  const answeredBy = document.getElementById("answered-by");
   const note = document.getElementById("labels-note");
   const error = document.getElementById("error");
   const select = document.getElementById("model-select");
@@ -64,6 +65,9 @@
       item.append(label, bar, prob);
       list.appendChild(item);
     }
+    const model = body.model;
+    answeredBy.textContent = "Answered by " + model.name + " (" + model.source_format +
+      (model.id ? ", id " + model.id.slice(0, 12) : "") + ")";
     summary.textContent = "Confidence: " + body.confidence + ", " + body.timings_ms.total + " ms";
     note.textContent = body.labels.note || "";
     result.hidden = false;
@@ -79,6 +83,7 @@
       const file = form.elements[field].files[0];
       if (file) data.append(field, file);
     }
+    if (form.elements["input_size"].value) data.append("input_size", form.elements["input_size"].value);
     error.hidden = true;
     result.hidden = true;
     status.textContent = "Classifying…";

@@ -16,7 +16,13 @@ def classify() -> Response:
     service = get_service()
     result = service.classify(
         forms.image_bytes(request, "image"),
-        service.resolve(forms.model_upload(request), request.values.get("model")),
+        service.resolve(
+            forms.model_upload(request),
+            request.values.get("model"),
+            forms.normalization(request),
+            forms.input_size(request),
+            client=request.remote_addr or "",
+        ),
         forms.normalization(request),
         forms.top_k(request, service.config["DEFAULT_TOP_K"]),
         client=request.remote_addr or "",

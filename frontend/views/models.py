@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth, forms
 from frontend.errors import MissingField
+from frontend.registry import other_registrations
 from frontend.service import get_service
 from frontend.store import StoredModel
 
@@ -34,8 +35,13 @@ def register() -> tuple[Response, int]:
         input_tensor=request.values.get("input_tensor") or None,
         output_tensor=request.values.get("output_tensor") or None,
         normalization=normalization,
+        input_size=forms.input_size(request),
     )
-    return jsonify(_public(stored)), 201 if created else 200
+    answer = _public(stored)
+    others = other_registrations(get_service().store, stored)
+    if others:  # the same bytes registered with other labels or options: say so
+        answer["other_registrations"] = others
+    return jsonify(answer), 201 if created else 200
 
 
 @bp.get("")

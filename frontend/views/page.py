@@ -27,10 +27,18 @@ def _model_choices() -> list[dict]:
     return sorted(models, key=lambda m: not service.is_default(m["id"]))
 
 
+# Every model file the API takes, for the pickers.
+MODEL_TYPES = ".tflite,.lite,.pb,.h5,.hdf5,.keras,.zip,.tar.gz,.tgz"
+
+
 def _page(**context) -> str:
     token_required = bool(get_service().config["API_TOKEN"])
     return render_template(
-        "index.html", models=_model_choices(), token_required=token_required, **context
+        "index.html",
+        models=_model_choices(),
+        token_required=token_required,
+        model_types=MODEL_TYPES,
+        **context,
     )
 
 
@@ -48,7 +56,13 @@ def infer() -> Response | tuple[str, int] | str:
     try:
         result = service.classify(
             forms.image_bytes(request, "image_file"),
-            service.resolve(forms.model_upload(request), request.values.get("model")),
+            service.resolve(
+                forms.model_upload(request),
+                request.values.get("model"),
+                forms.normalization(request),
+                forms.input_size(request),
+                client=request.remote_addr or "",
+            ),
             forms.normalization(request),
             service.config["DEFAULT_TOP_K"],
             client=request.remote_addr or "",

@@ -56,6 +56,10 @@ def load_model(
             check_tflite(model)
         check_tflite_cost(model)
         return TfliteModel(model, input_tensor, output_tensor, threads)
+    if model_format == "keras":
+        from worker.runtimes.keras import load_keras
+
+        return load_keras(model, input_tensor, output_tensor, threads, check_ops)
     if model_format == "savedmodel":
         from worker.runtimes.savedmodel import SavedModel
 

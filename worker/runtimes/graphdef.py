@@ -16,14 +16,21 @@ def _node_name(tensor: str) -> str:
     return tensor.split(":")[0].lstrip("^")
 
 
+FLOAT_TYPES = {1: "float32", 2: "float64", 14: "bfloat16", 19: "float16"}  # DataType enum
+
+
 def find_input(graph_def, wanted: str | None):
+    """The input node: the one named (any node whose output 0 is a float tensor, such as
+    retrain.py's `Mul`, or a Placeholder), else the graph's only Placeholder."""
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     if wanted is not None:
-        for node in placeholders:
+        for node in graph_def.node:
             if node.name == _node_name(wanted):
+                if wanted.partition(":")[2] not in ("", "0"):
+                    raise TensorNotFound(f"the input must be a node's first output, not {wanted!r}")
                 return node
         names = ", ".join(n.name for n in placeholders) or "none"
-        raise TensorNotFound(f"no Placeholder named {wanted!r}; the graph's placeholders: {names}")
+        raise TensorNotFound(f"no node named {wanted!r} in the graph; its placeholders: {names}")
     if len(placeholders) != 1:
         names = ", ".join(n.name for n in placeholders) or "none"
         raise TensorNotFound(
@@ -48,6 +55,44 @@ def find_output(graph_def, wanted: str | None) -> str:
     raise TensorNotFound(f"cannot tell the output: candidates are {listed}; name the output tensor")
 
 
+def cut(graph_def, input_node, output_name: str):
+    """The part of the graph between the input and the output: the input node becomes a
+    Placeholder (of its own float type; its own inputs, such as retrain.py's DecodeJpeg, fall
+    away) and only what the output needs is kept, control dependencies included. So whatever
+    lies upstream of the input or beside the output never runs and never needs allowing."""
+    placeholder = type(input_node)()
+    placeholder.name, placeholder.op = input_node.name, "Placeholder"
+    if input_node.op == "Placeholder":
+        placeholder.CopyFrom(input_node)
+    else:
+        dtype = input_node.attr["T"].type or input_node.attr["dtype"].type
+        if dtype not in FLOAT_TYPES:
+            raise InvalidModel(
+                f"the input {input_node.name!r} ({input_node.op}) is not a float tensor: an input "
+                "must be a float [1 or any, height, width, 3] tensor"
+            )
+        placeholder.attr["dtype"].type = dtype
+        placeholder.attr["shape"].shape.unknown_rank = True
+    nodes = {n.name: n for n in graph_def.node}
+    nodes[input_node.name] = placeholder
+    kept, pending = set(), [output_name]
+    while pending:
+        name = pending.pop()
+        if name in kept or name not in nodes:
+            continue
+        kept.add(name)
+        pending += [_node_name(i) for i in nodes[name].input]
+    if input_node.name not in kept:
+        raise TensorNotFound(
+            f"the output {output_name!r} does not depend on the input {input_node.name!r}"
+        )
+    pruned = type(graph_def)()
+    pruned.node.extend(nodes[n.name] for n in graph_def.node if n.name in kept)
+    pruned.library.CopyFrom(graph_def.library)
+    pruned.versions.CopyFrom(graph_def.versions)
+    return pruned, placeholder
+
+
 class GraphDefModel:
     format = "graphdef"
 
@@ -69,15 +114,20 @@ class GraphDefModel:
             raise InvalidModel(f"not a TensorFlow GraphDef or TFLite model: {exc}") from None
         if not graph_def.node:
             raise InvalidModel("not a TensorFlow GraphDef or TFLite model: the graph has no nodes")
+        self.output_name = find_output(graph_def, output_tensor)
+        graph_def, placeholder = cut(
+            graph_def, find_input(graph_def, input_tensor), self.output_name
+        )
         if check_ops:
             check_graph(graph_def)
-        placeholder = find_input(graph_def, input_tensor)
         self.input_name = placeholder.name
-        self.output_name = find_output(graph_def, output_tensor)
-        dims = [d.size for d in placeholder.attr["shape"].shape.dim]
-        if len(dims) == 4 and dims[3] not in (3, -1):
+        shape = placeholder.attr["shape"].shape
+        dims = [] if shape.unknown_rank else [d.size for d in shape.dim]
+        if dims and (len(dims) != 4 or dims[3] not in (3, -1)):
             raise InvalidModel(f"input {placeholder.name!r} has shape {dims}, not [n,h,w,3]")
-        self._fixed_batch = len(dims) == 4 and dims[0] == 1
+        # A graph that does not say its batch size is run one image at a time: retrain.py's
+        # graphs reshape to a batch of 1 downstream.
+        self._fixed_batch = not dims or dims[0] == 1
         self.takes_batches = not self._fixed_batch
         self.input_size = (dims[1], dims[2]) if len(dims) == 4 and min(dims[1:3]) > 0 else None
         self._dtype = tf.dtypes.as_dtype(placeholder.attr["dtype"].type).as_numpy_dtype

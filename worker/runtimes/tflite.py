@@ -40,7 +40,7 @@ class TfliteModel:
         shape = self._input["shape"]
         if len(shape) != 4 or shape[3] != 3:
             raise InvalidModel(
-                f"input {self._input['name']!r} has shape {list(shape)}, not [n,h,w,3]"
+                f"input {self._input['name']!r} has shape {[int(d) for d in shape]}, not [n,h,w,3]"
             )
         self.input_name = self._input["name"]
         self.output_name = self._output["name"]

@@ -1,0 +1,169 @@
+"""Keras models: `.h5` (Keras 2, tf_keras, Teachable Machine's default export) and `.keras`
+(Keras 3), converted here, inside the sandbox, to a frozen GraphDef, which is what then runs and
+what a registration stores (so no later worker loads Keras for it again).
+
+Loading a Keras file can run code: a Lambda layer carries Python bytecode, and tf_keras's
+TFOpLambda layers call TensorFlow functions by name. So the model's configuration is read first,
+as JSON, and a model with such layers, or with layers Keras does not know (custom objects), is
+refused before anything in it is deserialized. Keras 3 files are also loaded in safe mode. The
+converted graph then meets the op allowlist and the cost check like any upload."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from protocol import InvalidModel, OpNotAllowed
+from protocol.formats import HDF5_MAGIC
+from worker.runtimes.graphdef import GraphDefModel
+
+# Layers that run code of the file's own when loaded or called.
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+MODELS = {"Functional", "Sequential", "Model"}
+EXPORT_INSTEAD = (
+    "Export the model as TensorFlow Lite (Teachable Machine: Export Model, Tensorflow Lite; "
+    "Keras: tf.lite.TFLiteConverter.from_keras_model) or as a SavedModel (model.export), and "
+    "upload that"
+)
+
+
+def _configuration(model: bytes) -> dict[str, Any]:
+    """The model's configuration (JSON) from an .h5 file's attributes or a .keras archive."""
+    try:
+        if model.startswith(HDF5_MAGIC):
+            import h5py
+
+            with h5py.File(io.BytesIO(model), "r") as file:
+                raw = file.attrs.get("model_config")
+            if raw is None:
+                raise InvalidModel(
+                    "the HDF5 file holds no model configuration (weights only?): save the whole "
+                    "model (model.save('model.h5')), not its weights"
+                )
+        else:
+            with zipfile.ZipFile(io.BytesIO(model)) as archive:
+                raw = archive.read("config.json")
+        config = json.loads(raw)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise InvalidModel(f"not a readable Keras model file: {exc}") from None
+    if not isinstance(config, dict):
+        raise InvalidModel("the Keras model's configuration is not a JSON object")
+    return config
+
+
+def _layers(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every layer of the model, nested models and wrapped layers included."""
+    yield config
+    inner = config.get("config")
+    if not isinstance(inner, dict):
+        return
+    children = inner.get("layers")
+    for child in children if isinstance(children, list) else []:
+        if isinstance(child, dict):
+            yield from _layers(child)
+    wrapped = inner.get("layer")  # TimeDistributed, Bidirectional and the like
+    if isinstance(wrapped, dict):
+        yield from _layers(wrapped)
+
+
+def check_layers(config: dict[str, Any], known: Any) -> None:
+    """Refuse layers that run code of the file's own, and layers `known` (the Keras layers
+    module) lacks: custom objects, which only the file's own Python could build."""
+    running, unknown = [], []
+    for layer in _layers(config):
+        kind = str(layer.get("class_name"))
+        name = (
+            layer.get("config", {}).get("name") if isinstance(layer.get("config"), dict) else None
+        )
+        label = f"{kind} {name!r}" if name else kind
+        module = str(layer.get("module") or "keras")
+        registered = layer.get("registered_name")
+        if kind in CODE_LAYERS:
+            running.append(label)
+        elif kind not in MODELS and (
+            not hasattr(known, kind)
+            or not module.startswith("keras")
+            or registered not in (None, kind, f"keras.layers>{kind}")
+        ):
+            unknown.append(label)
+    if running:
+        raise OpNotAllowed(
+            "the Keras model cannot be loaded safely: its layers "
+            f"{', '.join(running)} run Python code of the file's own. {EXPORT_INSTEAD}"
+        )
+    if unknown:
+        raise OpNotAllowed(
+            "the Keras model cannot be loaded safely: it uses custom objects (layers Keras does "
+            f"not have: {', '.join(unknown)}), which only their own Python code could build. "
+            f"{EXPORT_INSTEAD}"
+        )
+
+
+def _load(model: bytes) -> Any:
+    """The Keras model: tf_keras for .h5 (what Keras 2 and Teachable Machine write), Keras 3 in
+    safe mode for .keras, read through TensorFlow's in-memory filesystem (this worker can
+    write no file)."""
+    if model.startswith(HDF5_MAGIC):
+        import h5py
+        import tf_keras
+
+        check_layers(_configuration(model), tf_keras.layers)
+        with h5py.File(io.BytesIO(model), "r") as file:
+            return tf_keras.models.load_model(file, compile=False)
+    import keras
+    import tensorflow as tf
+
+    check_layers(_configuration(model), keras.layers)
+    path = f"ram://keras-{uuid.uuid4().hex}.keras"
+    with tf.io.gfile.GFile(path, "wb") as handle:
+        handle.write(model)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    finally:
+        tf.io.gfile.remove(path)
+
+
+def freeze(keras_model: Any) -> bytes:
+    """The model as a frozen GraphDef: input `input`, float [any, height, width, 3]."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+        raise InvalidModel(
+            f"the Keras model has {len(keras_model.inputs)} inputs and "
+            f"{len(keras_model.outputs)} outputs; a classifier has one of each"
+        )
+    dims = [None if d is None else int(d) for d in list(keras_model.inputs[0].shape)[1:]]
+    if len(dims) != 3 or dims[2] != 3:
+        raise InvalidModel(f"the Keras model's input is [n, {dims}], not [n, height, width, 3]")
+    spec = tf.TensorSpec([None, *dims], tf.float32, name="input")
+    function = tf.function(lambda x: keras_model(x, training=False))
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function(spec))
+    return frozen.graph.as_graph_def().SerializeToString()
+
+
+def load_keras(
+    model: bytes,
+    input_tensor: str | None,
+    output_tensor: str | None,
+    threads: int,
+    check_ops: bool = True,
+) -> GraphDefModel:
+    """The Keras model converted and loaded as a GraphDef; `converted` holds its bytes."""
+    try:
+        keras_model = _load(model)
+        converted = freeze(keras_model)
+    except (InvalidModel, OpNotAllowed):
+        raise
+    except Exception as exc:  # Keras raises many types for a file it cannot rebuild
+        raise InvalidModel(f"the Keras model does not load: {exc}") from None
+    loaded = GraphDefModel(converted, input_tensor, output_tensor, threads, check_ops)
+    loaded.converted = converted
+    loaded.source_format = "keras"
+    return loaded
