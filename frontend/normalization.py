@@ -9,8 +9,10 @@ changes its mind, or every photo gets the same class.
 The unit-scale ranges ([-1, 1], [0, 1]) are what MobileNet-style classifiers are trained on;
 [-1, 1] is kept unless [0, 1] scores higher by MARGIN. The pixel-scale ranges (raw 0-255,
 Caffe's per-channel means) put a hundred times more into the first layer, which makes models
-trained otherwise overconfident; one is chosen only if it beats the unit-scale choice by
-MARGIN and does not give all the photos the same class. All scores go into the manifest.
+trained otherwise overconfident about anything; so they are tried only when the unit-scale
+choice looks unseen by the model (little confidence, or one class for every photo, as a model
+trained on pixel values answers a hundredth of its range), and one is chosen if it scores
+higher by MARGIN and does not give all the photos one class. All scores go into the manifest.
 Quantized models need none of this (their input's scale and zero point say it), and an
 explicit `input_mean` / `input_std` always wins."""
 
@@ -39,6 +41,7 @@ PIXEL_SCALE: dict[str, Normalization] = {
 CANDIDATES = {**UNIT_SCALE, **PIXEL_SCALE}
 FALLBACK = "[-1, 1]"
 MARGIN = 0.05
+ALIVE = 0.3  # mean top probability under which a unit-scale range looks unseen by the model
 
 
 @cache
@@ -68,6 +71,12 @@ def _score(rows: np.ndarray) -> dict[str, float | int]:
     }
 
 
+def _alive(entry: dict[str, Any] | None) -> bool:
+    """Whether a model answers the photos as one that sees them: confidently enough, and not
+    with the same class for all of them."""
+    return entry is not None and entry["classes"] > 1 and entry["confidence"] >= ALIVE
+
+
 def choose(scores: dict[str, dict[str, Any] | None]) -> tuple[str, bool]:
     """The candidate to keep and whether the scores decided it (else the fallback)."""
 
@@ -75,17 +84,15 @@ def choose(scores: dict[str, dict[str, Any] | None]) -> tuple[str, bool]:
         entry = scores.get(name)
         return float("-inf") if entry is None else entry["score"]
 
-    alternative = max(
-        (name for name in UNIT_SCALE if name != FALLBACK), key=score, default=FALLBACK
-    )
-    chosen = alternative if score(alternative) >= score(FALLBACK) + MARGIN else FALLBACK
-    for name in PIXEL_SCALE:
-        entry = scores.get(name)
-        if entry and entry["classes"] > 1 and score(name) >= score(chosen) + MARGIN:
-            chosen = name
-    decided = chosen != FALLBACK or any(
-        score(FALLBACK) >= score(other) + MARGIN for other in CANDIDATES if other != FALLBACK
-    )
+    others = [name for name in UNIT_SCALE if name != FALLBACK]
+    best = max(others, key=score)
+    chosen = best if score(best) >= score(FALLBACK) + MARGIN else FALLBACK
+    if not _alive(scores.get(chosen)):  # a model trained on pixel values sees nearly nothing
+        for name in sorted(PIXEL_SCALE, key=score, reverse=True):
+            if _alive(scores.get(name)) and score(name) >= score(chosen) + MARGIN:
+                chosen = name
+                break
+    decided = chosen != FALLBACK or all(score(FALLBACK) >= score(o) + MARGIN for o in others)
     return chosen, decided
 
 

@@ -120,6 +120,21 @@ def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 
 @pytest.fixture(scope="session")
+def retrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MobileNet retrained with Keras and exported every way users do
+    (tests/retrain_keras.py): made once, in a process of its own (it imports TensorFlow)."""
+    out = tmp_path_factory.mktemp("retrained")
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "retrain_keras.py"), str(out)],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     started = start_gunicorn(tmp_path_factory.mktemp("server"))
     yield started

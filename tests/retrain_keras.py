@@ -1,11 +1,16 @@
-"""Make a small retrained MobileNet the way users do, for tests/test_retrained_keras.py.
+"""Make a small retrained MobileNet the way users do, for tests/test_retrained_keras.py and
+tests/test_compatibility.py.
 
     python tests/retrain_keras.py OUTDIR
 
 MobileNetV2 (alpha 0.35, 160 px, weights=None) with a new 3-class head whose tensors have
 unusual names, trained a few steps on generated images (reddish, greenish, bluish noise). Writes
 frozen.pb (GraphDef), model.tflite, labels.txt, images/*.png and keras.json: Keras's own
-probabilities for each image. Runs in its own process: it imports TensorFlow.
+probabilities for each image; and the Keras files users bring: model.keras (Keras 3),
+teachable_machine.h5 (the same model as Teachable Machine exports it: Keras 2's .h5, a
+MobileNet base and a Dense(100) + Dense(classes) head, written by tf_keras), and two that cannot
+be loaded safely: lambda.h5 (a Lambda layer) and custom_layer.keras (a layer class of its own).
+Runs in its own process: it imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -65,6 +70,62 @@ def export_all(model, out: Path) -> None:
         archive.add(saved, arcname="exported")
 
 
+def teachable_machine(model, out: Path, images: np.ndarray) -> None:
+    """The trained model rebuilt in tf_keras as Teachable Machine's export is shaped: Sequential
+    [MobileNetV2 base, Sequential [Dense(100, relu), Dense(classes, softmax)]], saved as .h5. The
+    head computes the trained head exactly: the first Dense holds z and -z (the trained logits),
+    the second takes relu(z) - relu(-z) = z."""
+    import tf_keras
+
+    trained_base, trained_head = model.layers[1], model.layers[2]
+    base = tf_keras.applications.MobileNetV2(
+        input_shape=(SIZE, SIZE, 3), alpha=0.35, include_top=False, weights=None, pooling="avg"
+    )
+    base.set_weights(trained_base.get_weights())
+    kernel, bias = trained_head.get_weights()
+    features, classes = kernel.shape
+    hidden = np.zeros((features, 100), np.float32)
+    hidden[:, :classes], hidden[:, classes : 2 * classes] = kernel, -kernel
+    hidden_bias = np.zeros(100, np.float32)
+    hidden_bias[:classes], hidden_bias[classes : 2 * classes] = bias, -bias
+    select = np.zeros((100, classes), np.float32)
+    select[:classes], select[classes : 2 * classes] = np.eye(classes), -np.eye(classes)
+    head = tf_keras.Sequential(
+        [
+            tf_keras.layers.Dense(100, activation="relu", name="dense_Dense1"),
+            tf_keras.layers.Dense(classes, activation="softmax", name="dense_Dense2"),
+        ],
+        name="sequential_3",
+    )
+    tm = tf_keras.Sequential([tf_keras.Input((SIZE, SIZE, 3)), base, head], name="sequential_4")
+    head.layers[0].set_weights([hidden, hidden_bias])
+    head.layers[1].set_weights([select, np.zeros(classes, np.float32)])
+    expected = model.predict(images / 127.5 - 1, verbose=0)
+    got = tm.predict(images / 127.5 - 1, verbose=0)
+    assert np.abs(expected - got).max() < 1e-4, "the rebuilt model does not match the trained one"
+    tm.save(out / "teachable_machine.h5")
+
+    unsafe = tf_keras.Sequential(
+        [tf_keras.Input((SIZE, SIZE, 3)), base, tf_keras.layers.Lambda(lambda x: x * 1.0)]
+    )
+    unsafe.save(out / "lambda.h5")
+
+
+def custom_layer(out: Path) -> None:
+    """A Keras 3 model with a layer class of its own, registered by its own Python code."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="Custom")
+    class Brighten(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs + 0.1
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(Brighten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(pooled))
+    model.save(out / "custom_layer.keras")
+
+
 def main(out: Path) -> None:
     import keras
     import tensorflow as tf
@@ -107,6 +168,9 @@ def main(out: Path) -> None:
         name = f"sample_{index}.png"
         Image.fromarray(image).save(out / "images" / name)
         names.append(name)
+    model.save(out / "model.keras")
+    teachable_machine(model, out, test_x)
+    custom_layer(out)
     probabilities = model.predict(test_x / 127.5 - 1, verbose=0)
     (out / "keras.json").write_text(
         json.dumps(dict(zip(names, probabilities.tolist(), strict=True)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol import Normalization
+from protocol import ModelFailed, Normalization
 
 FLOAT_DEFAULT = Normalization(mode="mean_std", mean=127.5, std=127.5)
 
@@ -43,20 +43,28 @@ def to_input(
 
 
 def to_probabilities(
-    raw: np.ndarray, quantization: tuple[float, int] = (0.0, 0)
+    raw: np.ndarray, images: int, quantization: tuple[float, int] = (0.0, 0)
 ) -> tuple[np.ndarray, bool]:
     """Dequantize if needed; apply softmax to outputs that are not already a distribution.
     Returns the probabilities and whether softmax was applied (the outputs were logits).
 
-    Values outside [0, 1] are logits. A float output must also sum to 1; a quantized softmax
-    sums to 1 only roughly (0.89 seen on the iNat bird model), so its sum is not a test.
+    The output must hold one row per image (`images`): a graph that answers another count at
+    some input size (a Reshape to [-1, classes] after a pool that no longer ends at 1x1) does
+    not run at that size. Values outside [0, 1] are logits. A float output must also sum to
+    1; a quantized softmax sums to 1 only roughly (0.89 seen on the iNat bird model), so its sum
+    is not a test.
     """
     scale, zero_point = quantization
     quantized = np.issubdtype(raw.dtype, np.integer) and bool(scale)
     values = raw.astype(np.float32)
     if quantized:
         values = (values - zero_point) * scale
-    values = values.reshape(values.shape[0], -1)
+    if values.ndim == 0 or values.shape[0] != images or values.size == 0:
+        raise ModelFailed(
+            f"the model answered an output of shape {[int(d) for d in raw.shape]} for "
+            f"{images} image{'s' if images != 1 else ''}, not one row of scores per image"
+        )
+    values = values.reshape(images, -1)
     is_distribution = (
         values.min() >= 0
         and values.max() <= 1

@@ -16,7 +16,8 @@ def _node_name(tensor: str) -> str:
     return tensor.split(":")[0].lstrip("^")
 
 
-FLOAT_TYPES = {1: "float32", 2: "float64", 14: "bfloat16", 19: "float16"}  # DataType enum
+# DataType enum values an input may have: floats, and uint8 (raw pixels, as some exports take)
+INPUT_TYPES = {1: "float32", 2: "float64", 14: "bfloat16", 19: "float16", 4: "uint8"}
 
 
 def find_input(graph_def, wanted: str | None):
@@ -60,17 +61,17 @@ def cut(graph_def, input_node, output_name: str):
     Placeholder (of its own float type; its own inputs, such as retrain.py's DecodeJpeg, fall
     away) and only what the output needs is kept, control dependencies included. So whatever
     lies upstream of the input or beside the output never runs and never needs allowing."""
+    dtype = input_node.attr["dtype"].type or input_node.attr["T"].type
+    if dtype not in INPUT_TYPES:
+        raise InvalidModel(
+            f"the input {input_node.name!r} ({input_node.op}) is not a float tensor: name a float "
+            "[1 or any, height, width, 3] tensor as the input (retrain.py's graphs: Mul:0)"
+        )
     placeholder = type(input_node)()
-    placeholder.name, placeholder.op = input_node.name, "Placeholder"
     if input_node.op == "Placeholder":
         placeholder.CopyFrom(input_node)
     else:
-        dtype = input_node.attr["T"].type or input_node.attr["dtype"].type
-        if dtype not in FLOAT_TYPES:
-            raise InvalidModel(
-                f"the input {input_node.name!r} ({input_node.op}) is not a float tensor: an input "
-                "must be a float [1 or any, height, width, 3] tensor"
-            )
+        placeholder.name, placeholder.op = input_node.name, "Placeholder"
         placeholder.attr["dtype"].type = dtype
         placeholder.attr["shape"].shape.unknown_rank = True
     nodes = {n.name: n for n in graph_def.node}
@@ -157,5 +158,5 @@ class GraphDefModel:
             )
         except (self._tf.errors.OpError, ValueError) as exc:
             raise ModelFailed(f"the graph failed to run: {exc}") from None
-        probabilities, self.output_is_logits = to_probabilities(raw)
+        probabilities, self.output_is_logits = to_probabilities(raw, len(batch))
         return probabilities

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -105,8 +104,7 @@ def check_layers(config: dict[str, Any], known: Any) -> None:
 
 def _load(model: bytes) -> Any:
     """The Keras model: tf_keras for .h5 (what Keras 2 and Teachable Machine write), Keras 3 in
-    safe mode for .keras, read through TensorFlow's in-memory filesystem (this worker can
-    write no file)."""
+    safe mode for .keras, both read from memory (this worker can write no file)."""
     if model.startswith(HDF5_MAGIC):
         import h5py
         import tf_keras
@@ -115,16 +113,12 @@ def _load(model: bytes) -> Any:
         with h5py.File(io.BytesIO(model), "r") as file:
             return tf_keras.models.load_model(file, compile=False)
     import keras
-    import tensorflow as tf
+    from keras.src.saving import saving_lib
 
     check_layers(_configuration(model), keras.layers)
-    path = f"ram://keras-{uuid.uuid4().hex}.keras"
-    with tf.io.gfile.GFile(path, "wb") as handle:
-        handle.write(model)
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    finally:
-        tf.io.gfile.remove(path)
+    # From memory: keras.saving.load_model wants a path and copies a ram:// one to a local
+    # file, which this worker cannot write; the function under it reads a file object.
+    return saving_lib.load_model(io.BytesIO(model), compile=False, safe_mode=True)
 
 
 def freeze(keras_model: Any) -> bytes:

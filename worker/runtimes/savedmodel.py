@@ -163,5 +163,5 @@ class SavedModel:
             )
         except (self._tf.errors.OpError, ValueError, TypeError) as exc:
             raise ModelFailed(f"the SavedModel failed to run: {exc}") from None
-        probabilities, self.output_is_logits = to_probabilities(raw)
+        probabilities, self.output_is_logits = to_probabilities(raw, len(batch))
         return probabilities

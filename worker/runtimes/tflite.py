@@ -63,6 +63,6 @@ class TfliteModel:
         except (ValueError, RuntimeError) as exc:
             raise ModelFailed(f"the TFLite model failed to run: {exc}") from None
         probabilities, self.output_is_logits = to_probabilities(
-            np.concatenate(rows), tuple(self._output["quantization"])
+            np.concatenate(rows), len(batch), tuple(self._output["quantization"])
         )
         return probabilities
