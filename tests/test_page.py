@@ -49,6 +49,13 @@ def test_default_model_in_the_browser(page: Page) -> None:
     expect(page.locator("#predictions li")).to_have_count(5)
     expect(page.locator("#summary")).to_contain_text("very high")
     expect(page.locator("#summary")).to_contain_text(" ms")
+    answered = page.locator("#answered-by")
+    expect(answered).to_contain_text("Answered by mobilenet_v2_1.0_224_quant.tflite (tflite, id ")
+    # Every format the API takes can be picked, for a one-off upload and for registering.
+    for picker in ("#model-input", "#register-model"):
+        accepted = page.locator(picker).get_attribute("accept") or ""
+        for suffix in (".tflite", ".pb", ".h5", ".keras", ".zip", ".tar.gz"):
+            assert suffix in accepted.split(","), (picker, accepted)
     page.screenshot(path=str(SCREENSHOTS / "grace_hopper.png"), full_page=True)
 
 
