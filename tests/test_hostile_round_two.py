@@ -243,10 +243,13 @@ def test_concurrent_registrations_of_the_same_bytes_end_whole(server: Server) ->
     ids = {a.json()["id"] for a in answers}
     assert len(ids) == 2
     for answer in answers:
-        stored = requests.get(
-            f"{server.url}/api/v1/models/{answer.json()['id']}", timeout=10
-        ).json()
-        assert stored == {**answer.json(), "default": False}
+        body = answer.json()
+        # The same bytes with other labels: an answer given once both exist names the other.
+        for other in body.pop("other_registrations", []):
+            assert other["id"] in ids - {body["id"]}
+            assert other["differs"] == {"labels": "another labels file"}
+        stored = requests.get(f"{server.url}/api/v1/models/{body['id']}", timeout=10).json()
+        assert stored == {**body, "default": False}
 
 
 # --- 7. Authorization ----------------------------------------------------------------------------

@@ -20,8 +20,13 @@ from protocol import InvalidModel, OpNotAllowed
 from protocol.formats import HDF5_MAGIC
 from worker.runtimes.graphdef import GraphDefModel
 
-# Layers that run code of the file's own when loaded or called.
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+# Layers that run code of the file's own when loaded or called (Python bytecode, TensorFlow
+# functions by name), or load more from elsewhere: a SavedModel from a path, a pickled torch
+# module, a JAX function.
+CODE_LAYERS = {
+    "Lambda", "TFOpLambda", "SlicingOpLambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer",
+    "FlaxLayer",
+}  # fmt: skip
 MODELS = {"Functional", "Sequential", "Model"}
 EXPORT_INSTEAD = (
     "Export the model as TensorFlow Lite (Teachable Machine: Export Model, Tensorflow Lite; "
