@@ -36,8 +36,16 @@ _CLASSIFY_ERRORS = _errors(400, 401, 403, 404, 413, 422, 429, 502, 503, 504, 507
 _BEARER = [{}, {"bearer": []}]  # open unless the token is set
 
 _NORMALIZATION_FIELDS = {
-    "input_mean": {"type": "number", "description": "with input_std: (x - mean) / std"},
-    "input_std": {"type": "number", "description": "non-zero"},
+    "input_mean": {
+        "type": "string",
+        "description": "one number, or three (R,G,B) separated by commas; with input_std: "
+        "(x - mean) / std. Without either, a float model's range is detected",
+    },
+    "input_std": {"type": "string", "description": "one non-zero number, or three"},
+    "input_size": {
+        "type": "string",
+        "description": "for a graph that fixes no input size: 160 or 160x128 (height x width)",
+    },
 }
 
 _SCHEMAS = {
