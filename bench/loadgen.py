@@ -8,24 +8,15 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from client.multipart import encode_multipart
+
 
 def multipart_body(folder: Path, fields: dict[str, str], image: Path) -> tuple[Path, str]:
     """A multipart/form-data body file with `image` as field `image`, and its content type."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{image.name}"'
-        f"\r\nContent-Type: image/jpeg\r\n\r\n".encode()
-        + image.read_bytes()
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    body = folder / f"body-{boundary}.bin"
-    body.write_bytes(b"".join(parts))
-    return body, f"multipart/form-data; boundary={boundary}"
+    data, content_type = encode_multipart(fields, [("image", image.name, image.read_bytes())])
+    body = folder / f"body-{uuid.uuid4().hex}.bin"
+    body.write_bytes(data)
+    return body, content_type
 
 
 def run_ab(url: str, body: Path, content_type: str, requests: int, concurrency: int) -> dict:

@@ -1,17 +1,21 @@
-"""One classification: prepare the image, frame it with the model, run a worker, label the
-answer. The page, /infer and the JSON API all come through here."""
+"""Classification: prepare the images, frame them with the model, run a worker, label the
+answer. The page, the JSON API, the Open Inference Protocol, the explanations and the CLI all
+come through here."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from frontend.answers import Prediction, confidence_word, top_predictions
 from frontend.images import prepare_image
 from frontend.labels import Labels
 from frontend.models import ModelSource
-from protocol import Normalization, Request, RequestHeader
+from protocol import Normalization, Request, RequestHeader, ServiceError
 from supervisor.metrics import STAGE_LATENCY
 from supervisor.transport import Transport
 
@@ -22,6 +26,7 @@ class Classification:
     labels: Labels
     predictions: list[Prediction]
     timings_ms: dict[str, float]
+    probabilities: np.ndarray  # every class's, in the model's order
 
     @property
     def confidence(self) -> str:
@@ -41,6 +46,103 @@ def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 2)
 
 
+def run_model(
+    pixels: np.ndarray,
+    model: ModelSource,
+    transport: Transport,
+    normalization: Normalization,
+) -> np.ndarray:
+    """Probability rows for prepared pixels [n, h, w, 3] (uint8): one frame, one worker.
+    `normalization` overrides the model's own unless it is `model_default`."""
+    count, height, width, _ = pixels.shape
+    header = RequestHeader(
+        height=height,
+        width=width,
+        image_count=count,
+        model_length=len(model.blob),
+        input_tensor=model.input_tensor,
+        output_tensor=model.output_tensor,
+        model_sha256=model.sha256,
+        normalization=model.normalization
+        if normalization.mode == "model_default"
+        else normalization,
+    )
+    pixel_bytes = memoryview(np.ascontiguousarray(pixels)).cast("B")  # no copy
+    rows, _ = transport.exchange(
+        Request(header, model.blob, pixel_bytes), batchable=model.takes_batches and count == 1
+    )
+    return rows
+
+
+def classify_pixels(
+    pixels: np.ndarray,
+    model: ModelSource,
+    transport: Transport,
+    *,
+    normalization: Normalization,
+    top_k: int,
+) -> list[Classification]:
+    """Images already prepared at the model's size: [n, h, w, 3] uint8."""
+    started = time.perf_counter()
+    rows = run_model(pixels, model, transport, normalization)
+    worker_ms = _ms(started, time.perf_counter())
+    STAGE_LATENCY["worker"].observe(worker_ms / 1000)
+    labels = model.labels(rows.shape[1])
+    timings = {"decode": 0.0, "worker": worker_ms, "total": worker_ms}
+    return [
+        Classification(model, labels, top_predictions(row, labels, top_k), dict(timings), row)
+        for row in rows
+    ]
+
+
+def classify_images(
+    images: Sequence[bytes],
+    model: ModelSource,
+    transport: Transport,
+    *,
+    default_size: int,
+    normalization: Normalization,
+    top_k: int,
+    max_pixels: int,
+) -> list[Classification | ServiceError]:
+    """One result per image, in order: the images that decode run in one frame; an image that
+    does not gets its own error and fails only its own entry."""
+    started = time.perf_counter()
+    size = model.size(default_size)
+    prepared: list[np.ndarray | ServiceError] = []
+    decode_ms = []
+    for image in images:
+        begun = time.perf_counter()
+        try:
+            prepared.append(prepare_image(image, size, max_pixels))
+        except ServiceError as exc:
+            prepared.append(exc)
+        decode_ms.append(_ms(begun, time.perf_counter()))
+    good = [p for p in prepared if isinstance(p, np.ndarray)]
+    results: list[Classification | ServiceError] = []
+    if good:
+        before = time.perf_counter()
+        pixels = good[0][np.newaxis] if len(good) == 1 else np.stack(good)
+        rows = run_model(pixels, model, transport, normalization)
+        answered = time.perf_counter()
+        worker_ms = _ms(before, answered)
+        STAGE_LATENCY["worker"].observe(worker_ms / 1000)
+    row = 0
+    for item, decoded in zip(prepared, decode_ms, strict=True):
+        if not isinstance(item, np.ndarray):
+            results.append(item)
+            continue
+        STAGE_LATENCY["decode"].observe(decoded / 1000)
+        done = time.perf_counter()
+        timings = {"decode": decoded, "worker": worker_ms, "total": _ms(started, done)}
+        labels = model.labels(rows.shape[1])
+        predictions = top_predictions(rows[row], labels, top_k)
+        results.append(Classification(model, labels, predictions, timings, rows[row]))
+        STAGE_LATENCY["total"].observe(timings["total"] / 1000)
+        row += 1
+    return results
+
+
 def classify_image(
     image: bytes,
     model: ModelSource,
@@ -51,34 +153,15 @@ def classify_image(
     top_k: int,
     max_pixels: int,
 ) -> Classification:
-    """`normalization` overrides the model's own unless it is `model_default`."""
-    started = time.perf_counter()
-    height, width = model.input_size or (default_size, default_size)
-    pixels = prepare_image(image, (height, width), max_pixels)
-    prepared = time.perf_counter()
-    header = RequestHeader(
-        height=height,
-        width=width,
-        model_length=len(model.blob),
-        input_tensor=model.input_tensor,
-        output_tensor=model.output_tensor,
-        model_sha256=model.sha256,
-        normalization=model.normalization
-        if normalization.mode == "model_default"
-        else normalization,
+    (result,) = classify_images(
+        [image],
+        model,
+        transport,
+        default_size=default_size,
+        normalization=normalization,
+        top_k=top_k,
+        max_pixels=max_pixels,
     )
-    request = Request(header, model.blob, memoryview(pixels).cast("B"))  # no copy
-    rows, _ = transport.exchange(request, batchable=model.takes_batches)
-    probabilities = rows[0]
-    answered = time.perf_counter()
-    labels = model.labels(len(probabilities))
-    predictions = top_predictions(probabilities, labels, top_k)
-    done = time.perf_counter()
-    timings = {
-        "decode": _ms(started, prepared),
-        "worker": _ms(prepared, answered),
-        "total": _ms(started, done),
-    }
-    for stage, milliseconds in timings.items():
-        STAGE_LATENCY[stage].observe(milliseconds / 1000)
-    return Classification(model, labels, predictions, timings)
+    if isinstance(result, ServiceError):
+        raise result
+    return result

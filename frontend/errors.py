@@ -110,3 +110,12 @@ class CrossOrigin(BadRequest):
 class Unauthorized(BadRequest):
     code = "unauthorized"
     status = 401
+
+
+class ModelNameAmbiguous(BadRequest):
+    code = "model_name_ambiguous"
+    status = 409
+
+
+class TooManyImages(PayloadTooLarge):
+    code = "too_many_images"

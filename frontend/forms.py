@@ -24,6 +24,18 @@ def image_bytes(request: Request, field: str) -> bytes:
     raise MissingField(f"send the image as multipart field {field!r} or as an image/* body")
 
 
+def images(request: Request) -> tuple[list[tuple[str, bytes]], bool]:
+    """The images (name, bytes) in order, and whether the caller sent a list: parts named
+    `images` (one or more), or more than one `image` part. One `image` part, or an image/*
+    body, is one image."""
+    listed = request.files.getlist("images")
+    uploads = listed or request.files.getlist("image")
+    if uploads:
+        named = [(u.filename or f"image {i}", u.read()) for i, u in enumerate(uploads)]
+        return named, bool(listed) or len(uploads) > 1
+    return [("body", image_bytes(request, "image"))], False
+
+
 def model_upload(request: Request) -> ModelSource | None:
     """The uploaded model and labels (fields model_file, label_file), or None for the default."""
     model = request.files.get("model_file")

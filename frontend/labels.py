@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from frontend.errors import InvalidLabels, LabelsMismatch
+from frontend.errors import InvalidField, InvalidLabels, LabelsMismatch
 
 MAX_LABELS = 100_000
 
@@ -24,6 +24,17 @@ class Labels:
 
     def __getitem__(self, index: int) -> str:
         return self.names[index]
+
+    def index_of(self, label: str) -> int:
+        """The class of a label as answers show it, or of a class number."""
+        if label.isdigit() and int(label) < len(self.names):
+            return int(label)
+        try:
+            return self.names.index(label)
+        except ValueError:
+            raise InvalidField(
+                f"no class {label!r:.80} in this model's {len(self.names)} labels"
+            ) from None
 
     @property
     def note(self) -> str | None:

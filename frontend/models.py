@@ -9,6 +9,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from frontend.errors import InvalidField
 from frontend.labels import Labels, align_labels, parse_labels
 from frontend.store import StoredModel
@@ -65,6 +67,59 @@ class ModelSource:
             "origin": self.origin,
         }
 
+    def size(self, default: int) -> tuple[int, int]:
+        """(height, width) its images are prepared at; `default` (INPUT_SIZE) when unknown."""
+        return self.input_size or (default, default)
+
+    @property
+    def classes(self) -> int:
+        """Its outputs, as its preparation found them."""
+        if self.manifest is None:
+            raise ValueError(f"{self.name} was not prepared (frontend/registry.py)")
+        return self.manifest["output"]["classes"]
+
+    @property
+    def takes_pixels(self) -> bool:
+        """Its input is 8-bit (a quantized model): it takes the pixels as they are."""
+        return self.manifest is not None and self.manifest["input"].get("dtype") == "uint8"
+
+    def input_description(self) -> dict[str, Any]:
+        """How 8-bit pixels become its input: a float model's mean and std, or a quantized
+        model's scale and zero point (its input is the pixels)."""
+        if self.takes_pixels:
+            scale, zero_point = self.manifest["input"].get("quantization") or (0.0, 0)  # type: ignore[index]
+            return {"dtype": "uint8", "scale": scale, "zero_point": zero_point}
+        mean, std = _mean_std(self.normalization)
+        return {"dtype": "float32", "mean": list(mean), "std": list(std)}
+
+    def pixels_from_input(
+        self, data: np.ndarray | list[bytes], shape: list[int], default_size: int
+    ) -> np.ndarray:
+        """8-bit pixels [n, h, w, 3] from a prepared tensor: uint8 pixels as they are, float32
+        values as the model takes them mapped back to pixels (the workers take 8-bit pixels;
+        a value between two grey levels goes to the nearer one)."""
+        height, width = self.size(default_size)
+        if len(shape) != 4 or shape[1:] != [height, width, 3] or shape[0] < 1:
+            raise InvalidField(
+                f"the input tensor must have shape [n, {height}, {width}, 3], got {shape}"
+            )
+        array = np.asarray(data).reshape(shape)
+        if array.dtype == np.uint8:
+            return array
+        if self.takes_pixels:  # real = (q - zero_point) * scale
+            description = self.input_description()
+            pixels = array / (description["scale"] or 1.0) + description["zero_point"]
+        else:
+            mean, std = _mean_std(self.normalization)
+            pixels = array * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+        pixels = np.round(pixels)
+        if not np.all(np.isfinite(pixels)) or pixels.min() < -0.5 or pixels.max() > 255.5:
+            raise InvalidField(
+                "the FP32 input is outside the model's input range "
+                f"({self.input_description()}); send values as the model takes them"
+            )
+        return np.clip(pixels, 0, 255).astype(np.uint8)
+
 
 def from_manifest(
     manifest: dict[str, Any], blob: bytes, label_lines: tuple[str, ...], origin: str
@@ -106,3 +161,17 @@ def uploaded_model(name: str, blob: bytes, labels: bytes | None) -> ModelSource:
         label_lines=tuple(parse_labels(labels)),
         origin="upload",
     )
+
+
+def _mean_std(normalization: Normalization) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per channel (R, G, B); a float model's `model_default` is (x - 127.5) / 127.5 and `raw`
+    is x itself."""
+    if normalization.mode == "raw":
+        return (0.0,) * 3, (1.0,) * 3
+    if normalization.mode == "model_default":
+        return (127.5,) * 3, (127.5,) * 3
+
+    def three(value: Any) -> tuple[float, ...]:
+        return tuple(value) if isinstance(value, tuple) else (float(value),) * 3
+
+    return three(normalization.mean), three(normalization.std)

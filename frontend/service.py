@@ -13,17 +13,28 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flask import Flask, current_app
 
-from frontend.classify import Classification, classify_image
+from frontend.classify import (
+    Classification,
+    classify_image,
+    classify_images,
+    classify_pixels,
+    run_model,
+)
 from frontend.errors import (
     DefaultModelMissing,
     ModelIsDefault,
+    ModelNameAmbiguous,
     ModelNotFound,
+    TooManyImages,
     TooManyRegistrations,
     TooManyUploads,
 )
-from frontend.images import set_large_decodes
+from frontend.explain import OcclusionMap, occlusion_map
+from frontend.images import prepare_image, set_large_decodes
+from frontend.labels import Labels
 from frontend.models import ModelSource, default_files, from_manifest, from_stored
 from frontend.registry import describe_request, prepare, register, registration_id
 from frontend.store import ModelStore, StoredModel
@@ -274,6 +285,42 @@ class Service:
 
     # --- classification --------------------------------------------------------------------
 
+    def named(self, name: str) -> ModelSource:
+        """A stored model by id or by its name, as the Open Inference Protocol addresses
+        models; `default` and the default model's name are the default."""
+        try:
+            default = self.default_model()
+        except DefaultModelMissing:
+            default = None
+        if default is not None and name in ("default", default.manifest["name"]):
+            return self._source(default, "default")
+        stored = self.store.get(name)
+        if stored is None:
+            matches = [m for m in self.store.list() if m.manifest.get("name") == name]
+            if not matches:
+                raise ModelNotFound(f"no model with id or name {name!r}; GET /api/v1/models")
+            if len(matches) > 1:
+                raise ModelNameAmbiguous(
+                    f"{len(matches)} models are named {name!r}: use an id, one of "
+                    + ", ".join(m.id for m in matches)
+                )
+            stored = matches[0]
+        self._require_sandbox(stored.manifest["sha256"])
+        return self._source(stored, "registered")
+
+    def _running(self, model: ModelSource, client: str) -> Any:
+        """Models other than the default count against the client's UPLOADS_PER_CLIENT while
+        they run."""
+        trusted = model.origin == "default" or self._default_sha256() == model.sha256
+        return nullcontext() if trusted else self._upload_slot(client)
+
+    def _check_count(self, count: int) -> None:
+        limit = self.config["MAX_IMAGES_PER_CALL"]
+        if count > limit:
+            raise TooManyImages(
+                f"{count} images in one call, over the limit of {limit} (MAX_IMAGES_PER_CALL)"
+            )
+
     def classify(
         self,
         image: bytes,
@@ -284,18 +331,70 @@ class Service:
     ) -> Classification:
         """`client` (the caller's address) counts against UPLOADS_PER_CLIENT unless the model
         is the default."""
-        trusted = model.origin == "default" or self._default_sha256() == model.sha256
-        slot = nullcontext() if trusted else self._upload_slot(client)
-        with slot:
+        with self._running(model, client):
             return classify_image(
-                image,
-                model,
-                self.transport,
-                default_size=self.config["INPUT_SIZE"],
-                normalization=normalization,
-                top_k=top_k,
-                max_pixels=self.config["MAX_IMAGE_PIXELS"],
+                image, model, self.transport, **self._options(normalization, top_k)
             )
+
+    def classify_many(
+        self,
+        images: list[bytes],
+        model: ModelSource,
+        normalization: Normalization,
+        top_k: int,
+        client: str = "",
+    ) -> list[Classification | ServiceError]:
+        """One result per image, in order, from one frame; a bad image fails its own entry."""
+        self._check_count(len(images))
+        with self._running(model, client):
+            return classify_images(
+                images, model, self.transport, **self._options(normalization, top_k)
+            )
+
+    def classify_pixels(
+        self,
+        pixels: Any,
+        model: ModelSource,
+        normalization: Normalization,
+        top_k: int,
+        client: str = "",
+    ) -> list[Classification]:
+        """Images already prepared at the model's size, uint8 [n, h, w, 3]."""
+        self._check_count(len(pixels))
+        with self._running(model, client):
+            return classify_pixels(
+                pixels, model, self.transport, normalization=normalization, top_k=top_k
+            )
+
+    def explain(
+        self,
+        image: bytes,
+        model: ModelSource,
+        normalization: Normalization,
+        label: str | None,
+        grid: int,
+        client: str = "",
+    ) -> tuple[OcclusionMap, np.ndarray, Labels]:
+        """The occlusion map of `label` (a label or a class number; None: the top label) on
+        the photo, the photo as prepared for the model, and the model's labels."""
+        size, max_pixels = model.size(self.config["INPUT_SIZE"]), self.config["MAX_IMAGE_PIXELS"]
+        pixels = prepare_image(image, size, max_pixels)
+        labels = model.labels(model.classes)
+        index = None if label is None else labels.index_of(label)
+
+        def classify(batch: np.ndarray) -> np.ndarray:
+            return run_model(batch, model, self.transport, normalization)
+
+        with self._running(model, client):
+            return occlusion_map(pixels, classify, index, grid), pixels, labels
+
+    def _options(self, normalization: Normalization, top_k: int) -> dict[str, Any]:
+        return {
+            "default_size": self.config["INPUT_SIZE"],
+            "normalization": normalization,
+            "top_k": top_k,
+            "max_pixels": self.config["MAX_IMAGE_PIXELS"],
+        }
 
 
 def init_app(app: Flask) -> None:

@@ -57,6 +57,21 @@ def test_default_model_in_the_browser(page: Page) -> None:
         for suffix in (".tflite", ".pb", ".h5", ".keras", ".zip", ".tar.gz"):
             assert suffix in accepted.split(","), (picker, accepted)
     page.screenshot(path=str(SCREENSHOTS / "grace_hopper.png"), full_page=True)
+    # Why this label: the overlay over the photo, on and off.
+    explanation = page.locator("#explanation")
+    expect(explanation).to_be_hidden()
+    page.check("#explain-input")
+    expect(explanation).to_be_visible(timeout=60_000)
+    expect(page.locator("#explain-status")).to_contain_text("military uniform")
+    assert (explanation.get_attribute("src") or "").startswith("data:image/png;base64,")
+    photo, overlay = page.locator("#preview").bounding_box(), explanation.bounding_box()
+    assert photo and overlay
+    assert all(abs(photo[k] - overlay[k]) < 1 for k in ("x", "y", "width", "height"))
+    page.screenshot(path=str(SCREENSHOTS / "grace_hopper_why.png"), full_page=True)
+    page.uncheck("#explain-input")
+    expect(explanation).to_be_hidden()
+    # The API's description is linked from the page.
+    assert page.locator("#api-docs").get_attribute("href") == "/openapi.json"
 
 
 def test_uploaded_bird_model_in_the_browser(page: Page) -> None:

@@ -41,11 +41,63 @@
     if (tokenInput.value) loadModels();
   }
 
+  const explainToggle = document.getElementById("explain-toggle");
+  const explainInput = document.getElementById("explain-input");
+  const explanation = document.getElementById("explanation");
+  const explainStatus = document.getElementById("explain-status");
+  let explained = false;  // the overlay of the last classification is loaded
+
+  function forgetExplanation() {
+    explained = false;
+    explainInput.checked = false;
+    explanation.hidden = true;
+    explanation.removeAttribute("src");
+    explainToggle.hidden = true;
+    explainStatus.textContent = "";
+  }
+
   imageInput.addEventListener("change", function () {
+    forgetExplanation();
     const file = imageInput.files[0];
     if (!file) { preview.hidden = true; return; }
     preview.src = URL.createObjectURL(file);
     preview.hidden = false;
+  });
+
+  // The fields of a classification: the image, the model chosen or uploaded, the input size.
+  function requestData() {
+    const data = new FormData();
+    data.append("image", imageInput.files[0]);
+    const chosen = select.value;
+    if (chosen) data.append("model", chosen);
+    for (const field of ["model_file", "label_file"]) {
+      const file = form.elements[field].files[0];
+      if (file) data.append(field, file);
+    }
+    if (form.elements["input_size"].value) data.append("input_size", form.elements["input_size"].value);
+    return data;
+  }
+
+  explainInput.addEventListener("change", async function () {
+    if (!explainInput.checked) { explanation.hidden = true; return; }
+    if (!explained) {
+      explainStatus.textContent = "Classifying the photo with each region hidden…";
+      try {
+        const response = await fetch("/api/v1/explain", { method: "POST", body: requestData(), headers: headers() });
+        const body = await response.json();
+        if (!response.ok) throw new Error(body.error.message + " (" + body.error.code + ")");
+        explanation.src = body.overlay_png;
+        explained = true;
+        explainStatus.textContent = "Red: the regions without which " + body.label.label +
+          " loses the most probability (" + body.classifications + " classifications, " +
+          body.timings_ms.total + " ms)";
+      } catch (failure) {
+        explainStatus.textContent = failure.message;
+        explainInput.checked = false;
+        return;
+      }
+    }
+    explanation.hidden = !explainInput.checked;
   });
 
   function showPredictions(body) {
@@ -75,15 +127,8 @@
 
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
-    const data = new FormData();
-    data.append("image", imageInput.files[0]);
-    const chosen = select.value;
-    if (chosen) data.append("model", chosen);
-    for (const field of ["model_file", "label_file"]) {
-      const file = form.elements[field].files[0];
-      if (file) data.append(field, file);
-    }
-    if (form.elements["input_size"].value) data.append("input_size", form.elements["input_size"].value);
+    const data = requestData();
+    forgetExplanation();
     error.hidden = true;
     result.hidden = true;
     status.textContent = "Classifying…";
@@ -92,6 +137,7 @@
       const body = await response.json();
       if (!response.ok) throw new Error(body.error.message + " (" + body.error.code + ")");
       showPredictions(body);
+      explainToggle.hidden = false;
       status.textContent = "";
     } catch (failure) {
       status.textContent = "";

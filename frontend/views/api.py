@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth, forms
+from frontend.errors import InvalidField
+from frontend.explain import DEFAULT_GRID, MAX_GRID, MIN_GRID, data_url, overlay_png
 from frontend.service import get_service
+from protocol import ServiceError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -13,18 +19,86 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 @bp.post("/classify")
 @auth.api
 def classify() -> Response:
+    """One `image` part: its answer. Several, or `images` parts: {"results": [...]}, one entry
+    per image in order, each an answer or {"error": ...} for an image that could not be read."""
     service = get_service()
-    result = service.classify(
-        forms.image_bytes(request, "image"),
-        service.resolve(
-            forms.model_upload(request),
-            request.values.get("model"),
-            forms.normalization(request),
-            forms.input_size(request),
-            client=request.remote_addr or "",
-        ),
+    images, listed = forms.images(request)
+    model = service.resolve(
+        forms.model_upload(request),
+        request.values.get("model"),
         forms.normalization(request),
-        forms.top_k(request, service.config["DEFAULT_TOP_K"]),
+        forms.input_size(request),
         client=request.remote_addr or "",
     )
-    return jsonify(result.to_dict())
+    normalization = forms.normalization(request)
+    top_k = forms.top_k(request, service.config["DEFAULT_TOP_K"])
+    client = request.remote_addr or ""
+    if not listed:
+        return jsonify(
+            service.classify(images[0][1], model, normalization, top_k, client).to_dict()
+        )
+    results = service.classify_many(
+        [data for _, data in images], model, normalization, top_k, client
+    )
+    entries = []
+    for (name, _), result in zip(images, results, strict=True):
+        if isinstance(result, ServiceError):
+            entries.append({"image": name, "error": result.to_dict()})
+        else:
+            entries.append({"image": name, **result.to_dict()})
+    return jsonify({"results": entries})
+
+
+def _grid(raw: str | None) -> int:
+    if raw in (None, ""):
+        return DEFAULT_GRID
+    if not raw.isdigit() or not MIN_GRID <= int(raw) <= MAX_GRID:
+        raise InvalidField(
+            f"grid must be a whole number from {MIN_GRID} to {MAX_GRID}, got {raw!r}"
+        )
+    return int(raw)
+
+
+@bp.post("/explain")
+@auth.api
+def explain() -> Response:
+    """Why this label: the occlusion map of `label` (default: the top label) as a grid of how
+    far its probability falls with each region hidden, the strongest region, and the photo
+    with the regions that mattered in red (a PNG; `format=png` answers the PNG alone)."""
+    service, client = get_service(), request.remote_addr or ""
+    started = time.perf_counter()
+    model = service.resolve(
+        forms.model_upload(request),
+        request.values.get("model"),
+        forms.normalization(request),
+        forms.input_size(request),
+        client=client,
+    )
+    found, pixels, labels = service.explain(
+        forms.image_bytes(request, "image"),
+        model,
+        forms.normalization(request),
+        request.values.get("label") or None,
+        _grid(request.values.get("grid")),
+        client=client,
+    )
+    png = overlay_png(pixels, found.heat)
+    if request.values.get("format") == "png":
+        return Response(png, mimetype="image/png")
+    rows, columns = found.grid.shape
+    return jsonify(
+        {
+            "model": model.describe(),
+            "label": {
+                "label": labels[found.index],
+                "index": found.index,
+                "probability": round(found.probability, 6),
+            },
+            "grid": np.round(found.grid, 6).tolist(),
+            "boxes": found.boxes,
+            "strongest": found.strongest(),
+            "classifications": 1 + rows * columns,
+            "overlay_png": data_url(png),
+            "timings_ms": {"total": round((time.perf_counter() - started) * 1000, 2)},
+        }
+    )

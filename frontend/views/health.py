@@ -26,7 +26,7 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-def _check() -> tuple[dict, int]:
+def check_ready() -> tuple[dict, int]:
     service = get_service()
     try:
         result = service.classify(_probe_image(), service.resolve(None, None), Normalization(), 1)
@@ -41,5 +41,5 @@ def _check() -> tuple[dict, int]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    (body, status), age = get_service().readiness.answer(_check)
+    (body, status), age = get_service().readiness.answer(check_ready)
     return jsonify({**body, "checked_seconds_ago": round(age, 1)}), status

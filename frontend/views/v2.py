@@ -1,0 +1,178 @@
+"""The Open Inference Protocol (KServe V2) under /v2: health, model metadata and infer, for
+Triton's, KServe's and MLServer's clients. Every model in the store answers to its id or its
+name; the default model to its name and to `default`. Tensors: frontend/open_inference.py.
+
+Inputs: `image` (BYTES, one encoded image per element), or `input` (the prepared tensor
+[n, h, w, 3]: UINT8 pixels, or FP32 as the model takes it, normalised). Outputs: `probabilities`
+FP32 [n, classes], `labels` BYTES [n, k] and `scores` FP32 [n, k], the top k (parameter `top_k`).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from frontend import auth
+from frontend.classify import Classification
+from frontend.errors import InvalidField, ModelNotFound
+from frontend.forms import MAX_TOP_K
+from frontend.models import ModelSource
+from frontend.open_inference import Tensor, encode_infer_response, parse_infer_request
+from frontend.service import get_service
+from frontend.views.health import check_ready
+from protocol import Normalization, ServiceError
+
+bp = Blueprint("v2", __name__, url_prefix="/v2")
+VERSION = "1"  # a registration is immutable: each model has one version
+OUTPUTS = ("probabilities", "labels", "scores")
+
+
+@bp.errorhandler(ServiceError)
+def _error(error: ServiceError) -> tuple[Response, int]:
+    """The protocol's error body: `error` is the message; `code` says which kind."""
+    return jsonify({"error": error.message, "code": error.code}), error.status
+
+
+def _server_version() -> str:
+    try:
+        return version("mobilenet-service")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+@bp.get("")
+def server_metadata() -> Response:
+    return jsonify(
+        {
+            "name": "mobilenet-service",
+            "version": _server_version(),
+            "extensions": ["binary_tensor_data"],
+        }
+    )
+
+
+@bp.get("/health/live")
+def live() -> Response:
+    return jsonify({"live": True})
+
+
+@bp.get("/health/ready")
+def ready() -> tuple[Response, int]:
+    """The same check as /readyz, sharing its answer."""
+    (_, status), _ = get_service().readiness.answer(check_ready)
+    return jsonify({"ready": status == 200}), status
+
+
+def _model(name: str, version: str | None) -> ModelSource:
+    if version is not None and version != VERSION:
+        raise ModelNotFound(f"model {name!r} has only version {VERSION}, not {version!r}")
+    return get_service().named(name)
+
+
+def _input_datatype(model: ModelSource) -> str:
+    return "UINT8" if model.takes_pixels else "FP32"
+
+
+def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
+    height, width = model.size(get_service().config["INPUT_SIZE"])
+    classes = model.manifest["output"]["classes"] if model.manifest else -1
+    return {
+        "name": name,
+        "versions": [VERSION],
+        "platform": model.describe()["format"],
+        "inputs": [
+            {"name": "image", "datatype": "BYTES", "shape": [-1]},
+            {"name": "input", "datatype": _input_datatype(model), "shape": [-1, height, width, 3]},
+        ],
+        "outputs": [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+            {"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+        ],
+        "parameters": {"id": model.describe()["id"], "normalization": model.input_description()},
+    }
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+@auth.api
+def model_metadata(name: str, version: str | None = None) -> Response:
+    return jsonify(_metadata(_model(name, version), name))
+
+
+@bp.get("/models/<name>/ready")
+@bp.get("/models/<name>/versions/<version>/ready")
+@auth.api
+def model_ready(name: str, version: str | None = None) -> Response:
+    _model(name, version)  # 404 when there is no such model
+    return jsonify({"name": name, "ready": True})
+
+
+def _top_k(parameters: dict[str, Any]) -> int:
+    value = parameters.get("top_k", get_service().config["DEFAULT_TOP_K"])
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOP_K:
+        raise InvalidField(f"parameters.top_k must be an integer from 1 to {MAX_TOP_K}")
+    return value
+
+
+def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list[Classification]:
+    if len(inputs) != 1:
+        raise InvalidField("send one input: 'image' (BYTES) or 'input' (the prepared tensor)")
+    service, client = get_service(), request.remote_addr or ""
+    (tensor,) = inputs.values()
+    if tensor.name == "image":
+        if not tensor.data:
+            raise InvalidField("inputs 'image' holds no image")
+        results = service.classify_many(
+            list(tensor.data), model, Normalization(), top_k, client=client
+        )
+        for index, result in enumerate(results):
+            if isinstance(result, ServiceError):  # the protocol has no per-image error
+                result.message = f"image {index}: {result.message}"
+                result.args = (result.message,)
+                raise result
+        return results  # type: ignore[return-value]
+    pixels = model.pixels_from_input(tensor.data, tensor.shape, service.config["INPUT_SIZE"])
+    return service.classify_pixels(pixels, model, Normalization(), top_k, client=client)
+
+
+def _outputs(results: list[Classification], top_k: int) -> list[Tensor]:
+    probabilities = np.stack([r.probabilities for r in results]).astype(np.float32)
+    k = min(top_k, probabilities.shape[1])
+    labels = [p.label.encode() for r in results for p in r.predictions]
+    scores = np.array([p.probability for r in results for p in r.predictions], dtype=np.float32)
+    return [
+        Tensor("probabilities", "FP32", list(probabilities.shape), probabilities),
+        Tensor("labels", "BYTES", [len(results), k], labels),
+        Tensor("scores", "FP32", [len(results), k], scores),
+    ]
+
+
+@bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
+@auth.api
+def infer(name: str, version: str | None = None) -> Response:
+    model = _model(name, version)
+    accepted = {"image": {"BYTES"}, "input": {"UINT8", "FP32"}}
+    parsed = parse_infer_request(
+        request.get_data(), request.headers.get("Inference-Header-Content-Length"), accepted
+    )
+    top_k = _top_k(parsed.parameters)
+    outputs = _outputs(_classify(model, parsed.inputs, top_k), top_k)
+    if parsed.outputs is not None and parsed.outputs:
+        unknown = sorted(set(parsed.outputs) - set(OUTPUTS))
+        if unknown:
+            raise InvalidField(f"no output named {unknown[0]!r}; outputs: {', '.join(OUTPUTS)}")
+        outputs = [o for o in outputs if o.name in parsed.outputs]
+        binary = {n for n, as_binary in parsed.outputs.items() if as_binary}
+    else:  # all outputs; binary when binary_data_output asked for it ({} here)
+        binary = set(OUTPUTS) if parsed.outputs == {} else set()
+    body, header_length = encode_infer_response(name, VERSION, parsed.id, outputs, binary)
+    if header_length is None:
+        return Response(body, mimetype="application/json")
+    response = Response(body, mimetype="application/octet-stream")
+    response.headers["Inference-Header-Content-Length"] = str(header_length)
+    return response

@@ -1,0 +1,205 @@
+"""The Open Inference Protocol (KServe V2) spoken to a real server by a client nobody here wrote:
+tritonclient[http] from PyPI, in JSON and with the binary-tensor extension."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton
+from conftest import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
+from tritonclient.utils import InferenceServerException
+
+from frontend.images import prepare_image
+from tools.server import Server
+
+PHOTOS = {"cat.jpg": "Egyptian cat", "grace_hopper.jpg": "military uniform", "parrot.jpg": "macaw"}
+DEFAULT_NAME = DEFAULT_MODEL.name
+FROZEN_NAME = "imagenet-frozen"
+
+
+@pytest.fixture(scope="module")
+def v2_server(tmp_path_factory: pytest.TempPathFactory, register) -> Iterator[Server]:
+    """A server of its own, with the frozen GraphDef registered under a name."""
+    server = start_gunicorn(tmp_path_factory.mktemp("v2"))
+    response = register(server.url, FROZEN_MODEL, IMAGENET_LABELS, name=FROZEN_NAME)
+    assert response.status_code == 201, response.text
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(v2_server: Server) -> Iterator[triton.InferenceServerClient]:
+    with triton.InferenceServerClient(v2_server.url.removeprefix("http://")) as client:
+        yield client
+
+
+def _binary_request(tensor: dict, data: bytes) -> tuple[bytes, dict[str, str]]:
+    tensor = {**tensor, "parameters": {"binary_data_size": len(data)}}
+    header = json.dumps({"inputs": [tensor]}).encode()
+    return header + data, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def _images(*names: str) -> np.ndarray:
+    return np.array([(IMAGES / n).read_bytes() for n in names], dtype=np.object_)
+
+
+def _labels(result: triton.InferResult) -> list[str]:
+    labels = result.as_numpy("labels")
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in labels[:, 0]]
+
+
+def test_health_and_server_metadata(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    metadata = client.get_server_metadata()
+    assert metadata["name"] == "mobilenet-service"
+    assert "binary_tensor_data" in metadata["extensions"]
+
+
+@pytest.mark.parametrize("name", [DEFAULT_NAME, "default"])
+def test_default_model_metadata(client: triton.InferenceServerClient, name: str) -> None:
+    assert client.is_model_ready(name)
+    metadata = client.get_model_metadata(name)
+    assert metadata["name"] == name and metadata["versions"] == ["1"]
+    assert metadata["platform"] == "tflite"
+    inputs = {i["name"]: i for i in metadata["inputs"]}
+    assert inputs["image"] == {"name": "image", "datatype": "BYTES", "shape": [-1]}
+    assert inputs["input"] == {"name": "input", "datatype": "UINT8", "shape": [-1, 224, 224, 3]}
+    outputs = {o["name"]: o for o in metadata["outputs"]}
+    assert outputs["probabilities"]["shape"] == [-1, 1001]
+    assert outputs["labels"]["datatype"] == "BYTES"
+
+
+def test_registered_model_by_name_and_by_id(client: triton.InferenceServerClient) -> None:
+    by_name = client.get_model_metadata(FROZEN_NAME)
+    assert by_name["platform"] == "graphdef"
+    assert by_name["inputs"][1]["datatype"] == "FP32"
+    by_id = client.get_model_metadata(by_name["parameters"]["id"])
+    assert by_id["inputs"] == by_name["inputs"]
+    assert client.get_model_metadata(FROZEN_NAME, model_version="1")["versions"] == ["1"]
+
+
+def test_unknown_model_and_version_are_not_found(client: triton.InferenceServerClient) -> None:
+    assert not client.is_model_ready("no-such-model")
+    with pytest.raises(InferenceServerException, match="no model with id or name"):
+        client.get_model_metadata("no-such-model")
+    with pytest.raises(InferenceServerException, match="only version 1"):
+        client.get_model_metadata(DEFAULT_NAME, model_version="2")
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_encoded_images_as_a_batch(
+    client: triton.InferenceServerClient, binary: bool
+) -> None:
+    names = list(PHOTOS)
+    images = _images(*names)
+    if not binary:  # JSON carries strings: an image goes as its base64
+        images = np.array([base64.b64encode(i).decode() for i in images], dtype=np.object_)
+    infer_input = triton.InferInput("image", [len(names)], "BYTES")
+    infer_input.set_data_from_numpy(images, binary_data=binary)
+    outputs = [
+        triton.InferRequestedOutput(name, binary_data=binary)
+        for name in ("labels", "scores", "probabilities")
+    ]
+    result = client.infer(DEFAULT_NAME, [infer_input], outputs=outputs, request_id="batch-1")
+    assert _labels(result) == list(PHOTOS.values())
+    assert result.get_response()["id"] == "batch-1"
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (3, 1001) and probabilities.dtype == np.float32
+    # The quantized model's softmax in steps of 1/256: the small classes round to 0.
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.06)
+    scores = result.as_numpy("scores")
+    assert scores.shape == (3, 5)
+    np.testing.assert_allclose(scores[:, 0], probabilities.max(axis=1), atol=1e-5)
+
+
+def test_infer_without_requested_outputs_answers_all_in_binary(
+    client: triton.InferenceServerClient,
+) -> None:
+    infer_input = triton.InferInput("image", [1], "BYTES")
+    infer_input.set_data_from_numpy(_images("parrot.jpg"))
+    result = client.infer("default", [infer_input], parameters={"top_k": 2})
+    assert _labels(result) == ["macaw"]
+    assert result.as_numpy("labels").shape == (1, 2)
+    assert {o["name"] for o in result.get_response()["outputs"]} == {
+        "probabilities",
+        "labels",
+        "scores",
+    }
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_a_prepared_uint8_tensor(client: triton.InferenceServerClient, binary: bool) -> None:
+    pixels = np.stack([prepare_image((IMAGES / n).read_bytes(), (224, 224)) for n in PHOTOS])
+    infer_input = triton.InferInput("input", list(pixels.shape), "UINT8")
+    infer_input.set_data_from_numpy(pixels, binary_data=binary)
+    result = client.infer(
+        DEFAULT_NAME, [infer_input], outputs=[triton.InferRequestedOutput("labels", binary)]
+    )
+    assert _labels(result) == list(PHOTOS.values())
+
+
+def test_infer_a_prepared_fp32_tensor_on_a_float_graph(
+    client: triton.InferenceServerClient,
+) -> None:
+    """The frozen GraphDef takes (x - 127.5) / 127.5: the tensor as the model takes it."""
+    pixels = np.stack([prepare_image((IMAGES / n).read_bytes(), (224, 224)) for n in PHOTOS])
+    tensor = ((pixels.astype(np.float32) - 127.5) / 127.5).astype(np.float32)
+    infer_input = triton.InferInput("input", list(tensor.shape), "FP32")
+    infer_input.set_data_from_numpy(tensor)
+    result = client.infer(FROZEN_NAME, [infer_input])
+    assert _labels(result) == list(PHOTOS.values())
+    metadata = client.get_model_metadata(FROZEN_NAME)
+    assert metadata["parameters"]["normalization"]["mean"] == [127.5] * 3
+
+
+def test_bad_input_is_a_clear_error(client: triton.InferenceServerClient) -> None:
+    infer_input = triton.InferInput("image", [2], "BYTES")
+    infer_input.set_data_from_numpy(
+        np.array([(IMAGES / "cat.jpg").read_bytes(), b"not an image"], dtype=np.object_)
+    )
+    with pytest.raises(InferenceServerException, match="image 1: the file is not an image"):
+        client.infer(DEFAULT_NAME, [infer_input])
+    wrong_type = triton.InferInput("image", [1, 2], "INT32")
+    wrong_type.set_data_from_numpy(np.zeros((1, 2), np.int32))
+    with pytest.raises(InferenceServerException, match="datatype must be BYTES"):
+        client.infer(DEFAULT_NAME, [wrong_type])
+    wrong_shape = triton.InferInput("input", [1, 100, 100, 3], "UINT8")
+    wrong_shape.set_data_from_numpy(np.zeros((1, 100, 100, 3), np.uint8))
+    with pytest.raises(InferenceServerException, match=r"shape \[n, 224, 224, 3\]"):
+        client.infer(DEFAULT_NAME, [wrong_shape])
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b"not json", {}, "not JSON"),
+        (b'{"inputs": 3}', {}, "'inputs' must be list"),
+        (
+            *_binary_request({"name": "image", "datatype": "BYTES", "shape": [10**9]}, b"abcd"),
+            "an element says 1684234849 bytes but 0 are left",
+        ),
+        (
+            b'{"inputs": [{"name": "input", "datatype": "UINT8", "shape": [1, 224, 224, 3],'
+            b' "data": [1, 2]}]}',
+            {},
+            "has 150528 elements, data has 2",
+        ),
+        (b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}, "not within the body"),
+    ],
+    ids=["not json", "inputs not a list", "huge shape", "short data", "header length"],
+)
+def test_malformed_requests_get_json_errors(
+    v2_server: Server, body: bytes, headers: dict[str, str], message: str
+) -> None:
+    response = requests.post(
+        f"{v2_server.url}/v2/models/default/infer", data=body, headers=headers, timeout=30
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+    assert response.json()["code"] == "invalid_field"
