@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from frontend.openapi_v2 import PATHS as V2_PATHS
+from frontend.openapi_v2 import V2_ERROR
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -19,8 +22,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "missing or wrong bearer token",
         403: "models other than the default need the sandbox",
         404: "no such model or route",
-        409: "the default model cannot be deleted",
-        413: "request or model over its size limit",
+        409: "the default model cannot be deleted; a name that several models have",
+        413: "request or model over its size limit, or more images than MAX_IMAGES_PER_CALL",
         422: "the model or its labels were refused (op allowlist, cost, tensors, sizes, labels),"
         " or the model crashed its worker",
         429: "this client's uploaded models are already running (Retry-After)",
@@ -79,6 +82,46 @@ _SCHEMAS = {
             "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
         },
     },
+    "Results": {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "description": "one entry per image, in order: its classification, or its error",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "description": "the part's filename"},
+                        "error": {"type": "object"},
+                    },
+                },
+            }
+        },
+    },
+    "Explanation": {
+        "type": "object",
+        "required": ["label", "grid", "strongest", "overlay_png"],
+        "properties": {
+            "model": {"type": "object"},
+            "label": _ref("Prediction"),
+            "grid": {
+                "type": "array",
+                "description": "rows of regions: how far the label's probability falls with "
+                "that region hidden (negative: it rises)",
+                "items": {"type": "array", "items": {"type": "number"}},
+            },
+            "boxes": {
+                "type": "array",
+                "description": "each region as [left, top, right, bottom], fractions of the photo",
+            },
+            "strongest": {"type": "object"},
+            "classifications": {"type": "integer"},
+            "overlay_png": {"type": "string", "description": "data: URL of the PNG overlay"},
+            "timings_ms": {"type": "object"},
+        },
+    },
+    "V2Error": V2_ERROR,
     "Model": {
         "type": "object",
         "required": ["id", "name", "format", "input", "output", "normalization"],
@@ -115,6 +158,11 @@ _MODEL_ID = {
     "schema": {"type": "string"},
     "description": "the model's id (sha256 of its bytes)",
 }
+_MODEL_FIELDS = {
+    "model": {"type": "string", "description": "a registered model's id"},
+    "model_file": _BINARY,
+    "label_file": _BINARY,
+}
 _CLASSIFY_FIELDS = {
     "image": _BINARY,
     "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -131,19 +179,50 @@ DOCUMENT: dict[str, Any] = {
     "paths": {
         "/api/v1/classify": {
             "post": {
-                "summary": "Classify an image with the default, a registered or an uploaded model",
+                "summary": "Classify one image, or several (one `image` part each, or `images` "
+                "parts: up to MAX_IMAGES_PER_CALL), with the default, a registered or an "
+                "uploaded model",
                 "security": _BEARER,
                 "requestBody": _multipart(
                     {
                         **_CLASSIFY_FIELDS,
-                        "model": {"type": "string", "description": "a registered model's id"},
-                        "model_file": _BINARY,
-                        "label_file": _BINARY,
+                        "images": {"type": "array", "items": _BINARY},
+                        **_MODEL_FIELDS,
+                    },
+                    [],
+                ),
+                "responses": {
+                    "200": _json(
+                        {"oneOf": [_ref("Classification"), _ref("Results")]},
+                        "one image: best predictions first; several: {results: [...]}",
+                    ),
+                    **_CLASSIFY_ERRORS,
+                },
+            }
+        },
+        "/api/v1/explain": {
+            "post": {
+                "summary": "Why this label: an occlusion map of `label` (default: the top one) "
+                "over a `grid` of regions, and the photo with the regions that mattered in red",
+                "security": _BEARER,
+                "requestBody": _multipart(
+                    {
+                        **_CLASSIFY_FIELDS,
+                        **_MODEL_FIELDS,
+                        "label": {"type": "string", "description": "a label or class number"},
+                        "grid": {"type": "integer", "minimum": 3, "maximum": 12, "default": 7},
+                        "format": {"type": "string", "enum": ["json", "png"]},
                     },
                     ["image"],
                 ),
                 "responses": {
-                    "200": _json(_ref("Classification"), "best predictions first"),
+                    "200": {
+                        "description": "the map (format=png: the overlay alone)",
+                        "content": {
+                            "application/json": {"schema": _ref("Explanation")},
+                            "image/png": {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
                     **_CLASSIFY_ERRORS,
                 },
             }
@@ -229,6 +308,7 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        **V2_PATHS,
         "/healthz": {
             "get": {
                 "summary": "Liveness",

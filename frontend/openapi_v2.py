@@ -1,0 +1,134 @@
+"""The Open Inference Protocol's routes (frontend/views/v2.py) for the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_BEARER = [{}, {"bearer": []}]
+
+V2_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "what was wrong"},
+        "code": {"type": "string", "description": "which kind of error, as in the JSON API"},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    error = {"$ref": "#/components/schemas/V2Error"}
+    return {str(s): _json(error, "the protocol's error body") for s in statuses}
+
+
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "data": {"type": "array", "description": "flat or nested, row-major"},
+        "parameters": {"type": "object"},
+    },
+}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "a registered model's id or name; `default` or its name: the default",
+}
+_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "1 (each registration is one version)",
+}
+
+_METADATA = {
+    "summary": "Model metadata: inputs (`image` BYTES, `input` the prepared tensor), outputs",
+    "security": _BEARER,
+    "responses": {
+        "200": _json({"type": "object"}, "the model's metadata"),
+        **_errors(401, 404, 409),
+    },
+}
+_READY = {
+    "summary": "Whether the model can be addressed",
+    "security": _BEARER,
+    "responses": {"200": _json({"type": "object"}, "ready"), **_errors(401, 404, 409)},
+}
+_INFER = {
+    "summary": "Classify: encoded images as BYTES `image`, or the prepared UINT8/FP32 `input` "
+    "[n, h, w, 3]; outputs `probabilities`, `labels` and `scores` (the top `top_k`, a "
+    "request parameter). With the binary-tensor extension: the JSON header, "
+    "Inference-Header-Content-Length bytes long, then the tensors' bytes",
+    "security": _BEARER,
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                        "parameters": {"type": "object"},
+                    },
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "the outputs; binary ones after the JSON header",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **_errors(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504, 507),
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/v2": {
+        "get": {
+            "summary": "Open Inference Protocol: server metadata",
+            "responses": {"200": _json({"type": "object"}, "name, version, extensions")},
+        }
+    },
+    "/v2/health/live": {
+        "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "live")}}
+    },
+    "/v2/health/ready": {
+        "get": {
+            "summary": "Readiness, as /readyz",
+            "responses": {
+                "200": _json({"type": "object"}, "ready"),
+                "503": _json({"type": "object"}, "not ready"),
+            },
+        }
+    },
+    "/v2/models/{name}": {"parameters": [_NAME], "get": _METADATA},
+    "/v2/models/{name}/versions/{version}": {"parameters": [_NAME, _VERSION], "get": _METADATA},
+    "/v2/models/{name}/ready": {"parameters": [_NAME], "get": _READY},
+    "/v2/models/{name}/versions/{version}/ready": {
+        "parameters": [_NAME, _VERSION],
+        "get": _READY,
+    },
+    "/v2/models/{name}/infer": {"parameters": [_NAME], "post": _INFER},
+    "/v2/models/{name}/versions/{version}/infer": {
+        "parameters": [_NAME, _VERSION],
+        "post": _INFER,
+    },
+}
