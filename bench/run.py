@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.loadgen import multipart_body, run_ab
+from bench.many_images import many_against_single
 from bench.memory import measure_memory
 from bench.peers import start_peer
 from bench.raw import raw_throughput
@@ -116,7 +117,7 @@ def sweep(server: Server, body: tuple[Path, str], quick: bool, row: dict, kind: 
 
 def measure_service(
     folder: Path, images: dict[str, Path], quick: bool, default_only: bool = False
-) -> tuple[list, dict]:
+) -> tuple[list, dict, dict]:
     server = start_frontend(folder, MODELS, REGISTERED_MODEL_LOAD)
     try:
         models: dict[str, dict] = {"tflite": {}}
@@ -139,9 +140,12 @@ def measure_service(
                 timeout=60,
             )
         )["timings_ms"]
+        many = {} if default_only else many_against_single(server.url, images["224px"], 3)
+        if many:
+            print(f"many images per call: {json.dumps(many)}")
     finally:
         server.stop()
-    return rows, timing
+    return rows, timing, many
 
 
 BATCH_SETTINGS = {"BATCH_MAX_SIZE": "8", "BATCH_WAIT_MS": "2"}
@@ -218,7 +222,7 @@ def main() -> None:
 
         raw_runs, raw_single = [measure_raw(cores)], measure_raw(1)
         print(f"raw: {json.dumps(raw_runs[0])}")
-        service, timing_12mp = measure_service(folder, images, args.quick, args.peers)
+        service, timing_12mp, many = measure_service(folder, images, args.quick, args.peers)
         peer = measure_peer(folder, images, args.quick)
         if args.peers:
             batching, spawn, memory = [], {}, {}
@@ -247,6 +251,7 @@ def main() -> None:
         "batching": {"settings": BATCH_SETTINGS, "rows": batching},
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
+        "many_images": many,
         "memory": memory,
     }
     if args.peers:
@@ -327,6 +332,13 @@ def print_table(results: dict) -> None:
             f"spawn-per-request baseline ({model}, 224 px, c=2): "
             f"{spawn['throughput_rps']:.2f} req/s"
         )
+    many = results["many_images"]
+    c16 = find(results, "tflite", "224px", 16)["throughput_rps"]
+    print(
+        f"{many['images_per_call']} images in one call: {many['one_call_ips']:.1f} images/s, "
+        f"against {many['single_calls_ips']:.1f} one per call in sequence "
+        f"(ratio {many['ratio']:.2f}) and {c16:.1f} one per call at c16"
+    )
     memory = results["memory"]
     print(
         f"RSS of gunicorn and its workers over {memory['requests']} requests: "

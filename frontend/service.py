@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from frontend.registry import describe_request, prepare, register, registration_
 from frontend.store import ModelStore, StoredModel
 from frontend.workers import make_transport
 from protocol import Normalization, SandboxUnavailable, ServiceError
+from supervisor.config import pool_size
 
 current_logger = logging.getLogger("gunicorn.error")
 SOURCE_CACHE_SIZE = 8
@@ -83,6 +85,8 @@ class Service:
         self._uploads_lock = threading.Lock()
         self._registrations: defaultdict[str, deque[float]] = defaultdict(deque)
         self.readiness = RecentCheck(config["READY_CHECK_SECONDS"])
+        # Runs of the images of one call, sent to the pool's workers side by side.
+        self._runs = ThreadPoolExecutor(pool_size(config), thread_name_prefix="image-runs")
 
     # --- models ----------------------------------------------------------------------------
 
@@ -311,8 +315,10 @@ class Service:
     def _running(self, model: ModelSource, client: str) -> Any:
         """Models other than the default count against the client's UPLOADS_PER_CLIENT while
         they run."""
-        trusted = model.origin == "default" or self._default_sha256() == model.sha256
-        return nullcontext() if trusted else self._upload_slot(client)
+        return nullcontext() if self._trusted(model) else self._upload_slot(client)
+
+    def _trusted(self, model: ModelSource) -> bool:
+        return model.origin == "default" or self._default_sha256() == model.sha256
 
     def _check_count(self, count: int) -> None:
         limit = self.config["MAX_IMAGES_PER_CALL"]
@@ -346,9 +352,18 @@ class Service:
     ) -> list[Classification | ServiceError]:
         """One result per image, in order, from one frame; a bad image fails its own entry."""
         self._check_count(len(images))
+        trusted = self._trusted(model)
+        # As many runs as the model's lane has workers: the pool's for the default model, the
+        # upload lane's for the others.
+        parts = pool_size(self.config) if trusted else self.config["UPLOAD_POOL_SIZE"]
         with self._running(model, client):
             return classify_images(
-                images, model, self.transport, **self._options(normalization, top_k)
+                images,
+                model,
+                self.transport,
+                **self._options(normalization, top_k),
+                executor=self._runs,
+                parts=parts,
             )
 
     def classify_pixels(

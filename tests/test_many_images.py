@@ -26,8 +26,9 @@ def test_several_images_answer_in_order(base_url: str) -> None:
             PROBABILITY_TOLERANCE
         )
         assert len(result["predictions"]) == 3
-    # One frame for all of them: every entry waited for the same worker call.
-    assert len({r["timings_ms"]["worker"] for r in results}) == 1
+    # Runs of neighbours, one frame each, one run per worker of the pool (2 cores: 2 runs):
+    # the entries of a run waited for the same worker call.
+    assert 1 <= len({r["timings_ms"]["worker"] for r in results}) <= 2
 
 
 def test_a_bad_image_fails_only_its_own_entry(base_url: str) -> None:
