@@ -13,7 +13,7 @@ from frontend import metrics, security, service
 from frontend.config import from_environment
 from frontend.errors import PayloadTooLarge
 from frontend.request import Request
-from frontend.views import api, health, models, openapi, page, v2
+from frontend.views import api, health, models, openapi, page, tf_serving, v2
 from protocol import ServiceError
 
 
@@ -64,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(v2.bp)
+    app.register_blueprint(tf_serving.bp)
     hops = app.config["TRUSTED_PROXY_HOPS"]
     if hops:  # behind our own nginx (python -m frontend): the client is in X-Forwarded-For
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

@@ -200,3 +200,14 @@ def classify_image(
     if isinstance(result, ServiceError):
         raise result
     return result
+
+
+def every_image(results: list[Classification | ServiceError], where: str) -> list[Classification]:
+    """The results of a protocol with no error per image (the Open Inference Protocol, TF
+    Serving's): the first image that failed fails the call, named as `where`[index]."""
+    for index, result in enumerate(results):
+        if isinstance(result, ServiceError):
+            result.message = f"{where}[{index}]: {result.message}"
+            result.args = (result.message,)
+            raise result
+    return results  # type: ignore[return-value]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from frontend.openapi_v2 import PATHS as V2_PATHS
-from frontend.openapi_v2 import V2_ERROR
+from frontend.openapi_protocols import PATHS as V2_PATHS
+from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -309,6 +309,7 @@ DOCUMENT: dict[str, Any] = {
             }
         },
         **V2_PATHS,
+        **TF_SERVING_PATHS,
         "/healthz": {
             "get": {
                 "summary": "Liveness",

@@ -163,7 +163,7 @@ def test_bad_input_is_a_clear_error(client: triton.InferenceServerClient) -> Non
     infer_input.set_data_from_numpy(
         np.array([(IMAGES / "cat.jpg").read_bytes(), b"not an image"], dtype=np.object_)
     )
-    with pytest.raises(InferenceServerException, match="image 1: the file is not an image"):
+    with pytest.raises(InferenceServerException, match=r"image\[1\]: the file is not an image"):
         client.infer(DEFAULT_NAME, [infer_input])
     wrong_type = triton.InferInput("image", [1, 2], "INT32")
     wrong_type.set_data_from_numpy(np.zeros((1, 2), np.int32))

@@ -16,7 +16,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth
-from frontend.classify import Classification
+from frontend.classify import Classification, every_image
 from frontend.errors import InvalidField, ModelNotFound
 from frontend.forms import MAX_TOP_K
 from frontend.models import ModelSource
@@ -129,12 +129,7 @@ def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list
         results = service.classify_many(
             list(tensor.data), model, Normalization(), top_k, client=client
         )
-        for index, result in enumerate(results):
-            if isinstance(result, ServiceError):  # the protocol has no per-image error
-                result.message = f"image {index}: {result.message}"
-                result.args = (result.message,)
-                raise result
-        return results  # type: ignore[return-value]
+        return every_image(results, "image")
     pixels = model.pixels_from_input(tensor.data, tensor.shape, service.config["INPUT_SIZE"])
     return service.classify_pixels(pixels, model, Normalization(), top_k, client=client)
 

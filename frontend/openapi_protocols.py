@@ -1,4 +1,6 @@
-"""The Open Inference Protocol's routes (frontend/views/v2.py) for the OpenAPI document."""
+"""The routes of the other serving protocols for the OpenAPI document: the Open Inference
+Protocol (frontend/views/v2.py) and TensorFlow Serving's REST API (frontend/views/tf_serving.py).
+Both answer errors as {"error": message, "code": kind}."""
 
 from __future__ import annotations
 
@@ -130,5 +132,71 @@ PATHS: dict[str, Any] = {
     "/v2/models/{name}/versions/{version}/infer": {
         "parameters": [_NAME, _VERSION],
         "post": _INFER,
+    },
+}
+
+
+_TF_NAME = {**_NAME}
+_IMAGES_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+TF_SERVING_PATHS: dict[str, Any] = {
+    "/v1/models/{name}": {
+        "parameters": [_TF_NAME],
+        "get": {
+            "summary": "TF Serving: model status",
+            "security": _BEARER,
+            "responses": {
+                "200": _json({"type": "object"}, "model_version_status"),
+                **_errors(401, 404, 409),
+            },
+        },
+    },
+    "/v1/models/{name}/versions/{version}": {
+        "parameters": [_TF_NAME, _VERSION],
+        "get": {
+            "summary": "TF Serving: model status of a version (1)",
+            "security": _BEARER,
+            "responses": {
+                "200": _json({"type": "object"}, "model_version_status"),
+                **_errors(400, 401, 404, 409),
+            },
+        },
+    },
+    "/v1/models/{name}/metadata": {
+        "parameters": [_TF_NAME],
+        "get": {
+            "summary": "TF Serving: the signature (image_bytes in, probabilities out)",
+            "security": _BEARER,
+            "responses": {"200": _json({"type": "object"}, "metadata"), **_errors(401, 404, 409)},
+        },
+    },
+    "/v1/models/{name}:predict": {
+        "parameters": [_TF_NAME],
+        "post": {
+            "summary": 'TF Serving: {"instances": [{"b64": ...}]} to {"predictions": '
+            "[probabilities]}",
+            "security": _BEARER,
+            "requestBody": _IMAGES_BODY,
+            "responses": {
+                "200": _json({"type": "object"}, "predictions"),
+                **_errors(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504, 507),
+            },
+        },
+    },
+    "/v1/models/{name}:classify": {
+        "parameters": [_TF_NAME],
+        "post": {
+            "summary": 'TF Serving: {"examples": [{"image": {"b64": ...}}], "top_k": 5} to '
+            '{"results": [[[label, score]]]}',
+            "security": _BEARER,
+            "requestBody": _IMAGES_BODY,
+            "responses": {
+                "200": _json({"type": "object"}, "results"),
+                **_errors(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504, 507),
+            },
+        },
     },
 }
