@@ -51,7 +51,7 @@ def _images(body: Any, key: str) -> list[bytes]:
 def _classify(name: str, key: str) -> list[Classification]:
     service = get_service()
     model = _model(name)
-    body = request.get_json(silent=True)
+    body = request.get_json(force=True, silent=True)  # its clients rarely say JSON
     images = _images(body, key)
     top_k = body.get("top_k", service.config["DEFAULT_TOP_K"])
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
