@@ -21,6 +21,7 @@ COPY protocol ./protocol
 COPY worker ./worker
 COPY supervisor ./supervisor
 COPY frontend ./frontend
+COPY client ./client
 COPY tools ./tools
 # The services run as a non-root user, which owns the store (named volumes start out as the
 # image's folder); /models is root's, written only by the `models` service.
