@@ -71,7 +71,7 @@ class Batcher:
             batch.done.wait()
         if batch.error is not None:
             raise copy.copy(batch.error)  # one instance per caller: tracebacks are per thread
-        return [batch.rows[position]], None
+        return batch.rows[position : position + 1], None  # float32 [1, classes], as unbatched
 
     def _send(self, batch: _Batch) -> None:
         first = batch.requests[0]

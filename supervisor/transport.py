@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
+
 from protocol import Request
 
-Answer = tuple[list[list[float]], dict[str, Any] | None]
+# Probability rows, float32 [images, classes], and the model's description or None.
+Answer = tuple[np.ndarray, dict[str, Any] | None]
 
 
 class Transport(Protocol):
