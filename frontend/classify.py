@@ -75,6 +75,23 @@ def run_model(
     return rows
 
 
+def run_side_by_side(
+    pixels: np.ndarray,
+    model: ModelSource,
+    transport: Transport,
+    normalization: Normalization,
+    executor: Executor | None = None,
+    parts: int = 1,
+) -> np.ndarray:
+    """run_model on `parts` runs of neighbouring images at the same time, one frame each."""
+    runs = np.array_split(pixels, max(1, min(parts, len(pixels)))) if executor else [pixels]
+    if len(runs) == 1:
+        return run_model(pixels, model, transport, normalization)
+    assert executor is not None
+    futures = [executor.submit(run_model, run, model, transport, normalization) for run in runs]
+    return np.concatenate([future.result() for future in futures])
+
+
 def classify_pixels(
     pixels: np.ndarray,
     model: ModelSource,
@@ -82,10 +99,12 @@ def classify_pixels(
     *,
     normalization: Normalization,
     top_k: int,
+    executor: Executor | None = None,
+    parts: int = 1,
 ) -> list[Classification]:
     """Images already prepared at the model's size: [n, h, w, 3] uint8."""
     started = time.perf_counter()
-    rows = run_model(pixels, model, transport, normalization)
+    rows = run_side_by_side(pixels, model, transport, normalization, executor, parts)
     worker_ms = _ms(started, time.perf_counter())
     STAGE_LATENCY["worker"].observe(worker_ms / 1000)
     labels = model.labels(rows.shape[1])

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from frontend.errors import InvalidField
+from frontend.errors import InvalidField, PayloadTooLarge
 
 # The datatypes an input may have here, and each one's numpy type.
 NUMPY_TYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype("<f4")}
@@ -182,11 +182,28 @@ def _tensor(
     return Tensor(name, datatype, shape, data, parameters), offset
 
 
+def parse_json(data: bytes | memoryview, max_bytes: int, what: str) -> Any:
+    """JSON of at most `max_bytes`: parsed numbers cost Python objects many times their text
+    (a float: 32 bytes for the 2 of "0,"), so big tensors go as binary data."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"{what} is {len(data)} bytes of JSON, over the limit of {max_bytes} "
+            "(MAX_JSON_BYTES); send tensors as binary data"
+        )
+    try:
+        return json.loads(bytes(data))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidField(f"{what} is not JSON") from None
+    except RecursionError:
+        raise InvalidField(f"{what} nests too deep") from None
+
+
 def parse_infer_request(
-    body: bytes, header_length: str | None, accepted: dict[str, set[str]]
+    body: bytes, header_length: str | None, accepted: dict[str, set[str]], max_json: int
 ) -> InferRequest:
     """An infer request's inputs; `accepted` names each input the model takes and its datatypes.
-    `header_length` is the Inference-Header-Content-Length header (None: all JSON)."""
+    `header_length` is the Inference-Header-Content-Length header (None: all JSON); the JSON
+    part is at most `max_json` bytes."""
     if header_length is None:
         length = len(body)
     else:
@@ -201,10 +218,7 @@ def parse_infer_request(
                 f"Inference-Header-Content-Length {length} is not within the body's "
                 f"{len(body)} bytes"
             )
-    try:
-        header = json.loads(body[:length])
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidField("the infer request's header is not JSON") from None
+    header = parse_json(memoryview(body)[:length], max_json, "the infer request's header")
     if not isinstance(header, dict):
         raise InvalidField("the infer request must be a JSON object with 'inputs'")
     entries = _field(header, "inputs", list, "the request")

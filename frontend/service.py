@@ -22,7 +22,7 @@ from frontend.classify import (
     classify_image,
     classify_images,
     classify_pixels,
-    run_model,
+    run_side_by_side,
 )
 from frontend.errors import (
     DefaultModelMissing,
@@ -320,11 +320,11 @@ class Service:
     def _trusted(self, model: ModelSource) -> bool:
         return model.origin == "default" or self._default_sha256() == model.sha256
 
-    def _check_count(self, count: int) -> None:
+    def _check_count(self, count: int, what: str = "one call") -> None:
         limit = self.config["MAX_IMAGES_PER_CALL"]
         if count > limit:
             raise TooManyImages(
-                f"{count} images in one call, over the limit of {limit} (MAX_IMAGES_PER_CALL)"
+                f"{count} images in {what}, over the limit of {limit} (MAX_IMAGES_PER_CALL)"
             )
 
     def classify(
@@ -352,10 +352,6 @@ class Service:
     ) -> list[Classification | ServiceError]:
         """One result per image, in order, from one frame; a bad image fails its own entry."""
         self._check_count(len(images))
-        trusted = self._trusted(model)
-        # As many runs as the model's lane has workers: the pool's for the default model, the
-        # upload lane's for the others.
-        parts = pool_size(self.config) if trusted else self.config["UPLOAD_POOL_SIZE"]
         with self._running(model, client):
             return classify_images(
                 images,
@@ -363,8 +359,13 @@ class Service:
                 self.transport,
                 **self._options(normalization, top_k),
                 executor=self._runs,
-                parts=parts,
+                parts=self._parts(model),
             )
+
+    def _parts(self, model: ModelSource) -> int:
+        """How many runs to cut many images into: as many as the model's lane has workers
+        (the pool's for the default model, the upload lane's for the others)."""
+        return pool_size(self.config) if self._trusted(model) else self.config["UPLOAD_POOL_SIZE"]
 
     def classify_pixels(
         self,
@@ -378,7 +379,13 @@ class Service:
         self._check_count(len(pixels))
         with self._running(model, client):
             return classify_pixels(
-                pixels, model, self.transport, normalization=normalization, top_k=top_k
+                pixels,
+                model,
+                self.transport,
+                normalization=normalization,
+                top_k=top_k,
+                executor=self._runs,
+                parts=self._parts(model),
             )
 
     def explain(
@@ -391,14 +398,18 @@ class Service:
         client: str = "",
     ) -> tuple[OcclusionMap, np.ndarray, Labels]:
         """The occlusion map of `label` (a label or a class number; None: the top label) on
-        the photo, the photo as prepared for the model, and the model's labels."""
+        the photo, the photo as prepared for the model, and the model's labels. It costs
+        1 + grid² classifications, within MAX_IMAGES_PER_CALL."""
+        self._check_count(1 + grid * grid, f"an explanation on a {grid}x{grid} grid")
         size, max_pixels = model.size(self.config["INPUT_SIZE"]), self.config["MAX_IMAGE_PIXELS"]
         pixels = prepare_image(image, size, max_pixels)
         labels = model.labels(model.classes)
         index = None if label is None else labels.index_of(label)
 
         def classify(batch: np.ndarray) -> np.ndarray:
-            return run_model(batch, model, self.transport, normalization)
+            return run_side_by_side(
+                batch, model, self.transport, normalization, self._runs, self._parts(model)
+            )
 
         with self._running(model, client):
             return occlusion_map(pixels, classify, index, grid), pixels, labels

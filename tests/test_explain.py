@@ -89,3 +89,10 @@ def test_bad_explain_fields_are_clear_errors(base_url: str, fields: dict, messag
     response = _explain(base_url, **fields)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+def test_a_grid_costs_its_classifications_within_the_per_call_limit(base_url: str) -> None:
+    response = _explain(base_url, grid="8")  # 1 + 64 classifications, over MAX_IMAGES_PER_CALL
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_many_images"
+    assert "65 images in an explanation on a 8x8 grid" in response.json()["error"]["message"]

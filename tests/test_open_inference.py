@@ -25,7 +25,7 @@ FROZEN_NAME = "imagenet-frozen"
 @pytest.fixture(scope="module")
 def v2_server(tmp_path_factory: pytest.TempPathFactory, register) -> Iterator[Server]:
     """A server of its own, with the frozen GraphDef registered under a name."""
-    server = start_gunicorn(tmp_path_factory.mktemp("v2"))
+    server = start_gunicorn(tmp_path_factory.mktemp("v2"), {"MAX_JSON_BYTES": str(4 << 20)})
     response = register(server.url, FROZEN_MODEL, IMAGENET_LABELS, name=FROZEN_NAME)
     assert response.status_code == 201, response.text
     yield server
@@ -191,8 +191,9 @@ def test_bad_input_is_a_clear_error(client: triton.InferenceServerClient) -> Non
             "has 150528 elements, data has 2",
         ),
         (b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}, "not within the body"),
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", {}, "nests too deep"),
     ],
-    ids=["not json", "inputs not a list", "huge shape", "short data", "header length"],
+    ids=["not json", "inputs not a list", "huge shape", "short data", "header length", "deep"],
 )
 def test_malformed_requests_get_json_errors(
     v2_server: Server, body: bytes, headers: dict[str, str], message: str
@@ -203,3 +204,13 @@ def test_malformed_requests_get_json_errors(
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
     assert response.json()["code"] == "invalid_field"
+
+
+def test_json_over_its_limit_is_refused_before_parsing(v2_server: Server) -> None:
+    """Numbers in JSON cost Python objects many times their text: the limit is on the text."""
+    body = b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 224, 224, 3], "data": ['
+    body += b"0.5," * (1 << 20) + b"0.5]}]}"
+    response = requests.post(f"{v2_server.url}/v2/models/default/infer", data=body, timeout=30)
+    assert response.status_code == 413, response.text
+    assert "MAX_JSON_BYTES" in response.json()["error"]
+    assert response.json()["code"] == "payload_too_large"

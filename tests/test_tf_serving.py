@@ -67,11 +67,14 @@ def test_classify_answers_labels_and_scores(base_url: str) -> None:
         ),
         ("nothing-here:predict", {"instances": [_b64("cat.jpg")]}, 404, "no model with id"),
         ("default:classify", {"examples": [_b64("cat.jpg")], "top_k": 0}, 400, "top_k"),
+        ("default:predict", "[" * 100_000 + "]" * 100_000, 400, "nests too deep"),
+        ("default:predict", "{not json", 400, "not JSON"),
     ],
 )
 def test_bad_requests_get_tf_serving_errors(
-    base_url: str, path: str, body: dict, status: int, message: str
+    base_url: str, path: str, body: dict | str, status: int, message: str
 ) -> None:
-    response = requests.post(f"{base_url}/v1/models/{path}", json=body, timeout=60)
+    sent = {"data": body} if isinstance(body, str) else {"json": body}
+    response = requests.post(f"{base_url}/v1/models/{path}", **sent, timeout=60)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]

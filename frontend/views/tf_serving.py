@@ -15,6 +15,7 @@ from frontend.classify import Classification, every_image
 from frontend.errors import InvalidField, ModelNotFound
 from frontend.forms import MAX_TOP_K
 from frontend.models import ModelSource
+from frontend.open_inference import parse_json
 from frontend.service import get_service
 from protocol import Normalization, ServiceError
 
@@ -51,7 +52,8 @@ def _images(body: Any, key: str) -> list[bytes]:
 def _classify(name: str, key: str) -> list[Classification]:
     service = get_service()
     model = _model(name)
-    body = request.get_json(force=True, silent=True)  # its clients rarely say JSON
+    # Whatever the Content-Type (its clients rarely say JSON).
+    body = parse_json(request.get_data(), service.config["MAX_JSON_BYTES"], "the body")
     images = _images(body, key)
     top_k = body.get("top_k", service.config["DEFAULT_TOP_K"])
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:

@@ -153,7 +153,10 @@ def infer(name: str, version: str | None = None) -> Response:
     model = _model(name, version)
     accepted = {"image": {"BYTES"}, "input": {"UINT8", "FP32"}}
     parsed = parse_infer_request(
-        request.get_data(), request.headers.get("Inference-Header-Content-Length"), accepted
+        request.get_data(),
+        request.headers.get("Inference-Header-Content-Length"),
+        accepted,
+        get_service().config["MAX_JSON_BYTES"],
     )
     top_k = _top_k(parsed.parameters)
     outputs = _outputs(_classify(model, parsed.inputs, top_k), top_k)
