@@ -43,6 +43,18 @@ class Classification:
         }
 
 
+@dataclass(frozen=True)
+class ImageOptions:
+    """How images are prepared and answered: the side for a model that has no size of its own
+    (INPUT_SIZE), a normalisation that overrides the model's unless it is `model_default`, how
+    many predictions, and the most pixels an image may have (MAX_IMAGE_PIXELS)."""
+
+    default_size: int
+    normalization: Normalization
+    top_k: int
+    max_pixels: int
+
+
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 2)
 
@@ -119,11 +131,7 @@ def classify_images(
     images: Sequence[bytes],
     model: ModelSource,
     transport: Transport,
-    *,
-    default_size: int,
-    normalization: Normalization,
-    top_k: int,
-    max_pixels: int,
+    options: ImageOptions,
     executor: Executor | None = None,
     parts: int = 1,
 ) -> list[Classification | ServiceError]:
@@ -131,17 +139,11 @@ def classify_images(
     fails only its own entry. The images are cut into `parts` runs of neighbours, each decoded
     and sent as one frame on `executor` at the same time, so that one call with many images
     keeps as many workers busy as many calls would."""
-    options = {
-        "default_size": default_size,
-        "normalization": normalization,
-        "top_k": top_k,
-        "max_pixels": max_pixels,
-    }
     runs = _neighbours(images, parts if executor is not None else 1)
     if len(runs) == 1:
-        return _classify_run(runs[0], model, transport, **options)
+        return _classify_run(runs[0], model, transport, options)
     assert executor is not None
-    futures = [executor.submit(_classify_run, run, model, transport, **options) for run in runs]
+    futures = [executor.submit(_classify_run, run, model, transport, options) for run in runs]
     return [result for future in futures for result in future.result()]
 
 
@@ -151,18 +153,11 @@ def _neighbours(images: Sequence[bytes], parts: int) -> list[Sequence[bytes]]:
 
 
 def _classify_run(
-    images: Sequence[bytes],
-    model: ModelSource,
-    transport: Transport,
-    *,
-    default_size: int,
-    normalization: Normalization,
-    top_k: int,
-    max_pixels: int,
+    images: Sequence[bytes], model: ModelSource, transport: Transport, options: ImageOptions
 ) -> list[Classification | ServiceError]:
     """The images that decode, in one frame."""
     started = time.perf_counter()
-    size = model.size(default_size)
+    size, max_pixels, top_k = model.size(options.default_size), options.max_pixels, options.top_k
     prepared: list[np.ndarray | ServiceError] = []
     decode_ms = []
     for image in images:
@@ -177,7 +172,7 @@ def _classify_run(
     if good:
         before = time.perf_counter()
         pixels = good[0][np.newaxis] if len(good) == 1 else np.stack(good)
-        rows = run_model(pixels, model, transport, normalization)
+        rows = run_model(pixels, model, transport, options.normalization)
         answered = time.perf_counter()
         worker_ms = _ms(before, answered)
         STAGE_LATENCY["worker"].observe(worker_ms / 1000)
@@ -198,24 +193,9 @@ def _classify_run(
 
 
 def classify_image(
-    image: bytes,
-    model: ModelSource,
-    transport: Transport,
-    *,
-    default_size: int,
-    normalization: Normalization,
-    top_k: int,
-    max_pixels: int,
+    image: bytes, model: ModelSource, transport: Transport, options: ImageOptions
 ) -> Classification:
-    (result,) = classify_images(
-        [image],
-        model,
-        transport,
-        default_size=default_size,
-        normalization=normalization,
-        top_k=top_k,
-        max_pixels=max_pixels,
-    )
+    (result,) = classify_images([image], model, transport, options)
     if isinstance(result, ServiceError):
         raise result
     return result

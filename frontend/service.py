@@ -19,6 +19,7 @@ from flask import Flask, current_app
 
 from frontend.classify import (
     Classification,
+    ImageOptions,
     classify_image,
     classify_images,
     classify_pixels,
@@ -338,9 +339,7 @@ class Service:
         """`client` (the caller's address) counts against UPLOADS_PER_CLIENT unless the model
         is the default."""
         with self._running(model, client):
-            return classify_image(
-                image, model, self.transport, **self._options(normalization, top_k)
-            )
+            return classify_image(image, model, self.transport, self._options(normalization, top_k))
 
     def classify_many(
         self,
@@ -357,7 +356,7 @@ class Service:
                 images,
                 model,
                 self.transport,
-                **self._options(normalization, top_k),
+                self._options(normalization, top_k),
                 executor=self._runs,
                 parts=self._parts(model),
             )
@@ -414,13 +413,10 @@ class Service:
         with self._running(model, client):
             return occlusion_map(pixels, classify, index, grid), pixels, labels
 
-    def _options(self, normalization: Normalization, top_k: int) -> dict[str, Any]:
-        return {
-            "default_size": self.config["INPUT_SIZE"],
-            "normalization": normalization,
-            "top_k": top_k,
-            "max_pixels": self.config["MAX_IMAGE_PIXELS"],
-        }
+    def _options(self, normalization: Normalization, top_k: int) -> ImageOptions:
+        return ImageOptions(
+            self.config["INPUT_SIZE"], normalization, top_k, self.config["MAX_IMAGE_PIXELS"]
+        )
 
 
 def init_app(app: Flask) -> None:

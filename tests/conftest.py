@@ -119,19 +119,24 @@ def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         daemon.wait(60)
 
 
-@pytest.fixture(scope="session")
-def retrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small MobileNet retrained with Keras and exported every way users do
-    (tests/retrain_keras.py): made once, in a process of its own (it imports TensorFlow)."""
-    out = tmp_path_factory.mktemp("retrained")
+def made_by(script: str, out: Path, *args: str) -> Path:
+    """The models tests/`script` writes into `out`, made in a process of its own (it imports
+    TensorFlow, which the tests' process never does)."""
     subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "retrain_keras.py"), str(out)],
+        [sys.executable, str(ROOT / "tests" / script), *args, str(out)],
         check=True,
         cwd=ROOT,
         timeout=600,
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def retrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MobileNet retrained with Keras and exported every way users do
+    (tests/retrain_keras.py), made once."""
+    return made_by("retrain_keras.py", tmp_path_factory.mktemp("retrained"))
 
 
 @pytest.fixture(scope="session")

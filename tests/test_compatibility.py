@@ -8,8 +8,6 @@ errors speak in plain numbers; draft decoding agrees with a full decode."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +20,8 @@ from conftest import (
     FROZEN_MODEL,
     IMAGENET_LABELS,
     IMAGES,
-    ROOT,
     Server,
+    made_by,
     start_gunicorn,
 )
 from tflite_fixtures import vector_input_model
@@ -35,15 +33,7 @@ AGREEMENT = 0.97  # of photos whose draft-decoded top-1 is the full decode's, at
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("variants")
-    subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "make_variants.py"), str(FROZEN_MODEL), str(out)],
-        check=True,
-        cwd=ROOT,
-        timeout=600,
-        capture_output=True,
-    )
-    return out
+    return made_by("make_variants.py", tmp_path_factory.mktemp("variants"), str(FROZEN_MODEL))
 
 
 @pytest.fixture(scope="module")
