@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from frontend.openapi_protocols import BEARER as _BEARER
 from frontend.openapi_protocols import PATHS as V2_PATHS
 from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR
+from frontend.openapi_protocols import json_content as _json
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -36,7 +34,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _CLASSIFY_ERRORS = _errors(400, 401, 403, 404, 413, 422, 429, 502, 503, 504, 507)
-_BEARER = [{}, {"bearer": []}]  # open unless the token is set
 
 _NORMALIZATION_FIELDS = {
     "input_mean": {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_BEARER = [{}, {"bearer": []}]
+BEARER = [{}, {"bearer": []}]  # open unless a token is set
 
 V2_ERROR = {
     "type": "object",
@@ -18,13 +18,14 @@ V2_ERROR = {
 }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A response of JSON (frontend/openapi.py uses it too)."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/V2Error"}
-    return {str(s): _json(error, "the protocol's error body") for s in statuses}
+    return {str(s): json_content(error, "the protocol's error body") for s in statuses}
 
 
 _TENSOR = {
@@ -55,23 +56,23 @@ _VERSION = {
 
 _METADATA = {
     "summary": "Model metadata: inputs (`image` BYTES, `input` the prepared tensor), outputs",
-    "security": _BEARER,
+    "security": BEARER,
     "responses": {
-        "200": _json({"type": "object"}, "the model's metadata"),
+        "200": json_content({"type": "object"}, "the model's metadata"),
         **_errors(401, 404, 409),
     },
 }
 _READY = {
     "summary": "Whether the model can be addressed",
-    "security": _BEARER,
-    "responses": {"200": _json({"type": "object"}, "ready"), **_errors(401, 404, 409)},
+    "security": BEARER,
+    "responses": {"200": json_content({"type": "object"}, "ready"), **_errors(401, 404, 409)},
 }
 _INFER = {
     "summary": "Classify: encoded images as BYTES `image`, or the prepared UINT8/FP32 `input` "
     "[n, h, w, 3]; outputs `probabilities`, `labels` and `scores` (the top `top_k`, a "
     "request parameter). With the binary-tensor extension: the JSON header, "
     "Inference-Header-Content-Length bytes long, then the tensors' bytes",
-    "security": _BEARER,
+    "security": BEARER,
     "requestBody": {
         "required": True,
         "content": {
@@ -106,18 +107,21 @@ PATHS: dict[str, Any] = {
     "/v2": {
         "get": {
             "summary": "Open Inference Protocol: server metadata",
-            "responses": {"200": _json({"type": "object"}, "name, version, extensions")},
+            "responses": {"200": json_content({"type": "object"}, "name, version, extensions")},
         }
     },
     "/v2/health/live": {
-        "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "live")}}
+        "get": {
+            "summary": "Liveness",
+            "responses": {"200": json_content({"type": "object"}, "live")},
+        }
     },
     "/v2/health/ready": {
         "get": {
             "summary": "Readiness, as /readyz",
             "responses": {
-                "200": _json({"type": "object"}, "ready"),
-                "503": _json({"type": "object"}, "not ready"),
+                "200": json_content({"type": "object"}, "ready"),
+                "503": json_content({"type": "object"}, "not ready"),
             },
         }
     },
@@ -147,9 +151,9 @@ TF_SERVING_PATHS: dict[str, Any] = {
         "parameters": [_TF_NAME],
         "get": {
             "summary": "TF Serving: model status",
-            "security": _BEARER,
+            "security": BEARER,
             "responses": {
-                "200": _json({"type": "object"}, "model_version_status"),
+                "200": json_content({"type": "object"}, "model_version_status"),
                 **_errors(401, 404, 409),
             },
         },
@@ -158,9 +162,9 @@ TF_SERVING_PATHS: dict[str, Any] = {
         "parameters": [_TF_NAME, _VERSION],
         "get": {
             "summary": "TF Serving: model status of a version (1)",
-            "security": _BEARER,
+            "security": BEARER,
             "responses": {
-                "200": _json({"type": "object"}, "model_version_status"),
+                "200": json_content({"type": "object"}, "model_version_status"),
                 **_errors(400, 401, 404, 409),
             },
         },
@@ -169,8 +173,11 @@ TF_SERVING_PATHS: dict[str, Any] = {
         "parameters": [_TF_NAME],
         "get": {
             "summary": "TF Serving: the signature (image_bytes in, probabilities out)",
-            "security": _BEARER,
-            "responses": {"200": _json({"type": "object"}, "metadata"), **_errors(401, 404, 409)},
+            "security": BEARER,
+            "responses": {
+                "200": json_content({"type": "object"}, "metadata"),
+                **_errors(401, 404, 409),
+            },
         },
     },
     "/v1/models/{name}:predict": {
@@ -178,10 +185,10 @@ TF_SERVING_PATHS: dict[str, Any] = {
         "post": {
             "summary": 'TF Serving: {"instances": [{"b64": ...}]} to {"predictions": '
             "[probabilities]}",
-            "security": _BEARER,
+            "security": BEARER,
             "requestBody": _IMAGES_BODY,
             "responses": {
-                "200": _json({"type": "object"}, "predictions"),
+                "200": json_content({"type": "object"}, "predictions"),
                 **_errors(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504, 507),
             },
         },
@@ -191,10 +198,10 @@ TF_SERVING_PATHS: dict[str, Any] = {
         "post": {
             "summary": 'TF Serving: {"examples": [{"image": {"b64": ...}}], "top_k": 5} to '
             '{"results": [[[label, score]]]}',
-            "security": _BEARER,
+            "security": BEARER,
             "requestBody": _IMAGES_BODY,
             "responses": {
-                "200": _json({"type": "object"}, "results"),
+                "200": json_content({"type": "object"}, "results"),
                 **_errors(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504, 507),
             },
         },
