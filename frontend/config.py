@@ -29,7 +29,7 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "MAX_CONTENT_LENGTH": (128 * 1024 * 1024, int),  # bytes per HTTP request
     "MAX_IMAGE_PIXELS": (25_000_000, int),  # over it: 400, checked before decoding
     "MAX_IMAGES_PER_CALL": (64, int),  # image parts in one classify call; over it: 413
-    "MAX_JSON_BYTES": (32 * 1024 * 1024, int),  # JSON bodies of /v2 and /v1/models; over it: 413
+    "MAX_JSON_BYTES": (16 * 1024 * 1024, int),  # JSON bodies of /v2 and /v1/models; over it: 413
     "LARGE_DECODES": (2, int),  # images over 4 MP decoded at once per gunicorn process
     "DEFAULT_TOP_K": (5, int),
     "READY_CHECK_SECONDS": (10.0, float),  # /readyz answers from a check at most this old

@@ -321,7 +321,8 @@ class Service:
     def _trusted(self, model: ModelSource) -> bool:
         return model.origin == "default" or self._default_sha256() == model.sha256
 
-    def _check_count(self, count: int, what: str = "one call") -> None:
+    def check_count(self, count: int, what: str = "one call") -> None:
+        """At most MAX_IMAGES_PER_CALL images (or classifications) in one call."""
         limit = self.config["MAX_IMAGES_PER_CALL"]
         if count > limit:
             raise TooManyImages(
@@ -350,7 +351,7 @@ class Service:
         client: str = "",
     ) -> list[Classification | ServiceError]:
         """One result per image, in order, from one frame; a bad image fails its own entry."""
-        self._check_count(len(images))
+        self.check_count(len(images))
         with self._running(model, client):
             return classify_images(
                 images,
@@ -375,7 +376,7 @@ class Service:
         client: str = "",
     ) -> list[Classification]:
         """Images already prepared at the model's size, uint8 [n, h, w, 3]."""
-        self._check_count(len(pixels))
+        self.check_count(len(pixels))
         with self._running(model, client):
             return classify_pixels(
                 pixels,
@@ -399,7 +400,7 @@ class Service:
         """The occlusion map of `label` (a label or a class number; None: the top label) on
         the photo, the photo as prepared for the model, and the model's labels. It costs
         1 + grid² classifications, within MAX_IMAGES_PER_CALL."""
-        self._check_count(1 + grid * grid, f"an explanation on a {grid}x{grid} grid")
+        self.check_count(1 + grid * grid, f"an explanation on a {grid}x{grid} grid")
         size, max_pixels = model.size(self.config["INPUT_SIZE"]), self.config["MAX_IMAGE_PIXELS"]
         pixels = prepare_image(image, size, max_pixels)
         labels = model.labels(model.classes)

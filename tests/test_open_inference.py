@@ -214,3 +214,13 @@ def test_json_over_its_limit_is_refused_before_parsing(v2_server: Server) -> Non
     assert response.status_code == 413, response.text
     assert "MAX_JSON_BYTES" in response.json()["error"]
     assert response.json()["code"] == "payload_too_large"
+
+
+def test_a_tensor_of_more_images_than_a_call_takes_is_refused(v2_server: Server) -> None:
+    tensor = {"name": "input", "datatype": "UINT8", "shape": [65, 224, 224, 3]}
+    body, headers = _binary_request(tensor, bytes(65 * 224 * 224 * 3))
+    response = requests.post(
+        f"{v2_server.url}/v2/models/default/infer", data=body, headers=headers, timeout=60
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "too_many_images"

@@ -69,6 +69,7 @@ def test_classify_answers_labels_and_scores(base_url: str) -> None:
         ("default:classify", {"examples": [_b64("cat.jpg")], "top_k": 0}, 400, "top_k"),
         ("default:predict", "[" * 100_000 + "]" * 100_000, 400, "nests too deep"),
         ("default:predict", "{not json", 400, "not JSON"),
+        ("default:predict", '{"instances": [' + '{"b64": ""},' * 200 + "]}", 413, "MAX_IMAGES"),
     ],
 )
 def test_bad_requests_get_tf_serving_errors(

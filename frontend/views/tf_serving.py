@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth
 from frontend.classify import Classification, every_image
-from frontend.errors import InvalidField, ModelNotFound
+from frontend.errors import InvalidField, ModelNotFound, TooManyImages
 from frontend.forms import MAX_TOP_K
 from frontend.models import ModelSource
 from frontend.open_inference import parse_json
@@ -52,8 +52,15 @@ def _images(body: Any, key: str) -> list[bytes]:
 def _classify(name: str, key: str) -> list[Classification]:
     service = get_service()
     model = _model(name)
+    data = request.get_data()
+    # Each image is an object or two; base64 has no braces. Counted before parsing, as a small
+    # object costs a Python dict many times its text.
+    if data.count(b"{") > 2 * service.config["MAX_IMAGES_PER_CALL"] + 1:
+        raise TooManyImages(
+            f"{data.count(b'{')} JSON objects: more images than MAX_IMAGES_PER_CALL allows"
+        )
     # Whatever the Content-Type (its clients rarely say JSON).
-    body = parse_json(request.get_data(), service.config["MAX_JSON_BYTES"], "the body")
+    body = parse_json(data, service.config["MAX_JSON_BYTES"], "the body")
     images = _images(body, key)
     top_k = body.get("top_k", service.config["DEFAULT_TOP_K"])
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:

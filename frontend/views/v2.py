@@ -130,6 +130,7 @@ def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list
             list(tensor.data), model, Normalization(), top_k, client=client
         )
         return every_image(results, "image")
+    service.check_count(tensor.shape[0] if tensor.shape else 0)  # before any conversion
     pixels = model.pixels_from_input(tensor.data, tensor.shape, service.config["INPUT_SIZE"])
     return service.classify_pixels(pixels, model, Normalization(), top_k, client=client)
 
