@@ -26,6 +26,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Above WORKER_TIMEOUT, so a slow model gets its JSON error rather than a killed connection.
 timeout = int(float(os.environ.get("WORKER_TIMEOUT", "60"))) + 30
 graceful_timeout = 30
+# Seconds an idle keep-alive connection stays open: gunicorn's 2 by default; behind our nginx
+# (python -m frontend) longer than nginx's own, so that nginx is the one to close them.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "2"))
 # ACCESS_LOG: a path, "-" for stdout (the default) or "off". Behind our nginx (python -m frontend)
 # nginx writes it and gunicorn's is off: gunicorn's costs about 0.2 ms of CPU per request.
 access_log = os.environ.get("ACCESS_LOG", "-")

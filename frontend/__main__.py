@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from frontend.config import from_environment
+from frontend.proxy import UPSTREAM_IDLE_SECONDS
 from frontend.proxy import config as nginx_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +98,15 @@ def main() -> int:
                 _nginx_log_path(os.environ.get("ACCESS_LOG", "-")),
             )
         )
-        app = _gunicorn(f"unix:{upstream}", {"TRUSTED_PROXY_HOPS": "1", "ACCESS_LOG": "off"})
+        app = _gunicorn(
+            f"unix:{upstream}",
+            {
+                "TRUSTED_PROXY_HOPS": "1",
+                "ACCESS_LOG": "off",
+                # Longer than nginx keeps the connection: nginx closes idle ones, never gunicorn.
+                "GUNICORN_KEEPALIVE": str(UPSTREAM_IDLE_SECONDS + 15),
+            },
+        )
         children.append(app)
         _wait_for_socket(upstream, app)
         children.append(subprocess.Popen([nginx, "-c", str(conf), "-p", run_dir]))

@@ -16,6 +16,11 @@ from pathlib import Path
 
 HEADER_SECONDS = 10  # to send the request line and headers
 BODY_SECONDS = 15  # between two reads of the body (nginx's meaning: a stall, not a total)
+# How long nginx keeps an idle connection to gunicorn. gunicorn must keep it longer
+# (GUNICORN_KEEPALIVE, set by python -m frontend): with gunicorn's default of 2 s, a request that
+# nginx wrote into a connection gunicorn was closing at that moment was lost (a POST is not
+# retried) and its client got 503 `frontend_unavailable`.
+UPSTREAM_IDLE_SECONDS = 60
 
 
 def _json_error(status: int, code: str, message: str) -> str:
@@ -72,6 +77,7 @@ http {{
     upstream gunicorn {{
         server {upstream};
         keepalive 32;
+        keepalive_timeout {UPSTREAM_IDLE_SECONDS}s;
     }}
     server {{
         listen {listen_on} backlog=1024;

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 from conftest import IMAGES, MODELS, start_gunicorn
 
+from frontend.proxy import UPSTREAM_IDLE_SECONDS
 from tools.server import start_frontend
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
@@ -81,5 +82,37 @@ def test_without_the_proxy_eight_slow_connections_starve_gunicorn(tmp_path: Path
         with slow_connections(server.url, 8):
             time.sleep(1)
             assert normal_answers(server.url, 2, 3) == ["ReadTimeout", "ReadTimeout"]
+    finally:
+        server.stop()
+
+
+def _child(root_pid: int, name: bytes) -> tuple[int, list[bytes]]:
+    """The pid and command line of the child of `python -m frontend` that runs `name`."""
+    for pid in Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split():
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if any(name in part for part in command[:2]):
+            return int(pid), command
+    raise AssertionError(f"no {name!r} under the frontend")
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_nginx(tmp_path: Path) -> None:
+    """nginx keeps idle connections to gunicorn for UPSTREAM_IDLE_SECONDS; had gunicorn closed
+    them first (its default: after 2 s), a POST nginx wrote into one as it closed was lost and
+    its client got 503. nginx closes them first, and big uploads right after an idle spell pass."""
+    server = start_frontend(tmp_path, MODELS)
+    try:
+        gunicorn, _ = _child(server.process.pid, b"gunicorn")
+        environ = Path(f"/proc/{gunicorn}/environ").read_bytes().split(b"\0")
+        (keepalive,) = [e for e in environ if e.startswith(b"GUNICORN_KEEPALIVE=")]
+        assert int(keepalive.split(b"=")[1]) > UPSTREAM_IDLE_SECONDS
+        _, nginx = _child(server.process.pid, b"nginx")
+        words = b" ".join(nginx).split()  # nginx's master rewrites its command line as one
+        conf = Path(words[words.index(b"-c") + 1].decode()).read_text()
+        assert f"keepalive_timeout {UPSTREAM_IDLE_SECONDS}s;" in conf
+        images = [("images", (f"{i}.jpg", (IMAGES / "cat.jpg").read_bytes())) for i in range(32)]
+        for idle in (1.9, 2.0, 2.1):  # around gunicorn's default keep-alive
+            time.sleep(idle)
+            response = requests.post(server.url + "/api/v1/classify", files=images, timeout=60)
+            assert response.status_code == 200, response.text
     finally:
         server.stop()
