@@ -70,7 +70,8 @@ _READY = {
 _INFER = {
     "summary": "Classify: encoded images as BYTES `image`, or the prepared UINT8/FP32 `input` "
     "[n, h, w, 3]; outputs `probabilities`, `labels` and `scores` (the top `top_k`, a "
-    "request parameter). With the binary-tensor extension: the JSON header, "
+    'request parameter) and `errors` (per image: "" or what was wrong). With the binary-tensor '
+    "extension: the JSON header, "
     "Inference-Header-Content-Length bytes long, then the tensors' bytes",
     "security": BEARER,
     "requestBody": {

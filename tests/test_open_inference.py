@@ -130,7 +130,9 @@ def test_infer_without_requested_outputs_answers_all_in_binary(
         "probabilities",
         "labels",
         "scores",
+        "errors",
     }
+    assert result.as_numpy("errors").tolist() == [b""]
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -158,13 +160,34 @@ def test_infer_a_prepared_fp32_tensor_on_a_float_graph(
     assert metadata["parameters"]["normalization"]["mean"] == [127.5] * 3
 
 
-def test_bad_input_is_a_clear_error(client: triton.InferenceServerClient) -> None:
-    infer_input = triton.InferInput("image", [2], "BYTES")
+def test_an_image_that_cannot_be_read_fails_only_its_own_row(
+    client: triton.InferenceServerClient,
+) -> None:
+    infer_input = triton.InferInput("image", [3], "BYTES")
     infer_input.set_data_from_numpy(
-        np.array([(IMAGES / "cat.jpg").read_bytes(), b"not an image"], dtype=np.object_)
+        np.array(
+            [
+                (IMAGES / "cat.jpg").read_bytes(),
+                b"not an image",
+                (IMAGES / "parrot.jpg").read_bytes(),
+            ],
+            dtype=np.object_,
+        )
     )
-    with pytest.raises(InferenceServerException, match=r"image\[1\]: the file is not an image"):
-        client.infer(DEFAULT_NAME, [infer_input])
+    result = client.infer(DEFAULT_NAME, [infer_input])
+    assert _labels(result) == ["Egyptian cat", "", "macaw"]
+    errors = [e.decode() for e in result.as_numpy("errors")]
+    assert errors[0] == errors[2] == ""
+    assert errors[1].startswith("invalid_image: the file is not an image")
+    assert not result.as_numpy("probabilities")[1].any()
+    # None readable: the call fails, naming the first.
+    only_bad = triton.InferInput("image", [1], "BYTES")
+    only_bad.set_data_from_numpy(np.array([b"not an image"], dtype=np.object_))
+    with pytest.raises(InferenceServerException, match=r"image\[0\]: the file is not an image"):
+        client.infer(DEFAULT_NAME, [only_bad])
+
+
+def test_bad_input_is_a_clear_error(client: triton.InferenceServerClient) -> None:
     wrong_type = triton.InferInput("image", [1, 2], "INT32")
     wrong_type.set_data_from_numpy(np.zeros((1, 2), np.int32))
     with pytest.raises(InferenceServerException, match="datatype must be BYTES"):

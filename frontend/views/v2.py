@@ -4,7 +4,8 @@ name; the default model to its name and to `default`. Tensors: frontend/open_inf
 
 Inputs: `image` (BYTES, one encoded image per element), or `input` (the prepared tensor
 [n, h, w, 3]: UINT8 pixels, or FP32 as the model takes it, normalised). Outputs: `probabilities`
-FP32 [n, classes], `labels` BYTES [n, k] and `scores` FP32 [n, k], the top k (parameter `top_k`).
+FP32 [n, classes], `labels` BYTES [n, k] and `scores` FP32 [n, k], the top k (parameter `top_k`),
+and `errors` BYTES [n]: "" for each image classified, "code: message" for one that was not.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from protocol import Normalization, ServiceError
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 VERSION = "1"  # a registration is immutable: each model has one version
-OUTPUTS = ("probabilities", "labels", "scores")
+OUTPUTS = ("probabilities", "labels", "scores", "errors")
+Result = Classification | ServiceError
 
 
 @bp.errorhandler(ServiceError)
@@ -78,7 +80,7 @@ def _input_datatype(model: ModelSource) -> str:
 
 def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
     height, width = model.size(get_service().config["INPUT_SIZE"])
-    classes = model.manifest["output"]["classes"] if model.manifest else -1
+    classes = model.classes
     return {
         "name": name,
         "versions": [VERSION],
@@ -91,6 +93,7 @@ def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
             {"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
             {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+            {"name": "errors", "datatype": "BYTES", "shape": [-1]},
         ],
         "parameters": {"id": model.describe()["id"], "normalization": model.input_description()},
     }
@@ -118,7 +121,9 @@ def _top_k(parameters: dict[str, Any]) -> int:
     return value
 
 
-def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list[Classification]:
+def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list[Result]:
+    """One result per image: an image that cannot be read gets its error in `errors` and
+    fails only its own row; when none can be read, the call fails with the first one's."""
     if len(inputs) != 1:
         raise InvalidField("send one input: 'image' (BYTES) or 'input' (the prepared tensor)")
     service, client = get_service(), request.remote_addr or ""
@@ -129,21 +134,35 @@ def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list
         results = service.classify_many(
             list(tensor.data), model, Normalization(), top_k, client=client
         )
-        return every_image(results, "image")
+        if all(isinstance(r, ServiceError) for r in results):
+            every_image(results, "image")  # raises the first
+        return results
     service.check_count(tensor.shape[0] if tensor.shape else 0)  # before any conversion
     pixels = model.pixels_from_input(tensor.data, tensor.shape, service.config["INPUT_SIZE"])
     return service.classify_pixels(pixels, model, Normalization(), top_k, client=client)
 
 
-def _outputs(results: list[Classification], top_k: int) -> list[Tensor]:
-    probabilities = np.stack([r.probabilities for r in results]).astype(np.float32)
-    k = min(top_k, probabilities.shape[1])
-    labels = [p.label.encode() for r in results for p in r.predictions]
-    scores = np.array([p.probability for r in results for p in r.predictions], dtype=np.float32)
+def _outputs(results: list[Result], classes: int, top_k: int) -> list[Tensor]:
+    """The outputs, a row per image; a failed image's row is zeros and empty labels, and its
+    error is in `errors` ("code: message"; "" for the images that were classified)."""
+    k = min(top_k, classes)
+    probabilities = np.zeros((len(results), classes), dtype=np.float32)
+    scores = np.zeros((len(results), k), dtype=np.float32)
+    labels, errors = [], []
+    for row, result in enumerate(results):
+        if isinstance(result, ServiceError):
+            labels += [b""] * k
+            errors.append(f"{result.code}: {result.message}".encode())
+            continue
+        probabilities[row] = result.probabilities
+        scores[row] = [p.probability for p in result.predictions]
+        labels += [p.label.encode() for p in result.predictions]
+        errors.append(b"")
     return [
-        Tensor("probabilities", "FP32", list(probabilities.shape), probabilities),
+        Tensor("probabilities", "FP32", [len(results), classes], probabilities),
         Tensor("labels", "BYTES", [len(results), k], labels),
         Tensor("scores", "FP32", [len(results), k], scores),
+        Tensor("errors", "BYTES", [len(results)], errors),
     ]
 
 
@@ -160,7 +179,7 @@ def infer(name: str, version: str | None = None) -> Response:
         get_service().config["MAX_JSON_BYTES"],
     )
     top_k = _top_k(parsed.parameters)
-    outputs = _outputs(_classify(model, parsed.inputs, top_k), top_k)
+    outputs = _outputs(_classify(model, parsed.inputs, top_k), model.classes, top_k)
     if parsed.outputs is not None and parsed.outputs:
         unknown = sorted(set(parsed.outputs) - set(OUTPUTS))
         if unknown:
