@@ -218,10 +218,14 @@ def model_workers():
     return _model_workers
 
 
-def _wait_for(condition, seconds: float = 60) -> None:
+def _wait_for(condition, seconds: float = 60, describe=None) -> None:
+    """Until `condition()`; on a timeout the message carries `describe()`, what was seen."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                "condition not met in time" + (f": {describe()}" if describe else "")
+            )
         time.sleep(0.2)
 
 

@@ -51,6 +51,12 @@ def test_metrics_count_what_happened(tmp_path: Path, model_workers, wait_for) ->
         victim = model_workers(server)[0]
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: samples(server.url).get(("mobilenet_worker_restarts_total", ())) == 1)
-        wait_for(lambda: len(model_workers(server)) == 2 and victim not in model_workers(server))
+        wait_for(
+            lambda: len(model_workers(server)) == 2 and victim not in model_workers(server),
+            describe=lambda: (
+                f"victim {victim}, workers {model_workers(server)}, server log: "
+                + server.log.read_text()[-3000:]
+            ),
+        )
     finally:
         server.stop()
