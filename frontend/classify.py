@@ -5,10 +5,10 @@ come through here."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from frontend.models import ModelSource
 from protocol import Normalization, Request, RequestHeader, ServiceError
 from supervisor.metrics import STAGE_LATENCY
 from supervisor.transport import Transport
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,8 @@ def run_side_by_side(
     parts: int = 1,
 ) -> np.ndarray:
     """run_model on `parts` runs of neighbouring images at the same time, one frame each."""
-    runs = np.array_split(pixels, max(1, min(parts, len(pixels)))) if executor else [pixels]
-    if len(runs) == 1:
-        return run_model(pixels, model, transport, normalization)
-    assert executor is not None
-    futures = [executor.submit(run_model, run, model, transport, normalization) for run in runs]
-    return np.concatenate([future.result() for future in futures])
+    rows = _side_by_side(run_model, pixels, executor, parts, model, transport, normalization)
+    return rows[0] if len(rows) == 1 else np.concatenate(rows)
 
 
 def classify_pixels(
@@ -139,17 +137,23 @@ def classify_images(
     fails only its own entry. The images are cut into `parts` runs of neighbours, each decoded
     and sent as one frame on `executor` at the same time, so that one call with many images
     keeps as many workers busy as many calls would."""
-    runs = _neighbours(images, parts if executor is not None else 1)
+    runs = _side_by_side(_classify_run, images, executor, parts, model, transport, options)
+    return [result for run in runs for result in run]
+
+
+def _side_by_side(
+    work: Callable[..., T], items: Any, executor: Executor | None, parts: int, *args: Any
+) -> list[T]:
+    """`work(run, *args)` on `parts` runs of neighbouring items (a list, or an array along its
+    first axis), on `executor` at the same time; the answers in the order of the runs."""
+    parts = max(1, min(parts, len(items))) if executor is not None else 1
+    size = -(-len(items) // parts)  # ceiling
+    runs = [items[i : i + size] for i in range(0, len(items), size)] or [items]
     if len(runs) == 1:
-        return _classify_run(runs[0], model, transport, options)
+        return [work(runs[0], *args)]
     assert executor is not None
-    futures = [executor.submit(_classify_run, run, model, transport, options) for run in runs]
-    return [result for future in futures for result in future.result()]
-
-
-def _neighbours(images: Sequence[bytes], parts: int) -> list[Sequence[bytes]]:
-    size = -(-len(images) // max(1, min(parts, len(images))))  # ceiling
-    return [images[i : i + size] for i in range(0, len(images), size)] or [images]
+    futures = [executor.submit(work, run, *args) for run in runs]
+    return [future.result() for future in futures]
 
 
 def _classify_run(
@@ -176,6 +180,7 @@ def _classify_run(
         answered = time.perf_counter()
         worker_ms = _ms(before, answered)
         STAGE_LATENCY["worker"].observe(worker_ms / 1000)
+    labels = model.labels(rows.shape[1]) if good else None
     row = 0
     for item, decoded in zip(prepared, decode_ms, strict=True):
         if not isinstance(item, np.ndarray):
@@ -184,7 +189,7 @@ def _classify_run(
         STAGE_LATENCY["decode"].observe(decoded / 1000)
         done = time.perf_counter()
         timings = {"decode": decoded, "worker": worker_ms, "total": _ms(started, done)}
-        labels = model.labels(rows.shape[1])
+        assert labels is not None
         predictions = top_predictions(rows[row], labels, top_k)
         results.append(Classification(model, labels, predictions, timings, rows[row]))
         STAGE_LATENCY["total"].observe(timings["total"] / 1000)

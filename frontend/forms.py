@@ -4,12 +4,16 @@ model with its labels, top_k and the input normalisation overrides."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from flask import Request
 
 from frontend.errors import InvalidField, MissingField
 from frontend.models import ModelSource, uploaded_model
 from protocol import Normalization
+
+if TYPE_CHECKING:
+    from frontend.service import Service
 
 MAX_TOP_K = 100
 
@@ -111,3 +115,15 @@ def input_size(request: Request) -> tuple[int, int] | None:
             f"input_size must be between 1 and {MAX_INPUT_SIDE} pixels a side, got {raw!r}"
         )
     return height, width
+
+
+def requested_model(request: Request, service: Service) -> ModelSource:
+    """The model a classifying request asks for: an uploaded one (with its normalisation and
+    input size), a registered one by `model`, or the default."""
+    return service.resolve(
+        model_upload(request),
+        request.values.get("model"),
+        normalization(request),
+        input_size(request),
+        client=request.remote_addr or "",
+    )

@@ -46,6 +46,7 @@ from supervisor.config import pool_size
 
 current_logger = logging.getLogger("gunicorn.error")
 SOURCE_CACHE_SIZE = 8
+MODEL_VERSION = "1"  # a registration never changes: each model has one version
 PREPARED_CACHE_SIZE = 4
 
 
@@ -290,9 +291,12 @@ class Service:
 
     # --- classification --------------------------------------------------------------------
 
-    def named(self, name: str) -> ModelSource:
-        """A stored model by id or by its name, as the Open Inference Protocol addresses
-        models; `default` and the default model's name are the default."""
+    def named(self, name: str, version: str | None = None) -> ModelSource:
+        """A stored model by id or by its name, as the Open Inference Protocol and TF Serving
+        address models; `default` and the default model's name are the default. A `version`
+        other than MODEL_VERSION is not found."""
+        if version is not None and version != MODEL_VERSION:
+            raise ModelNotFound(f"model {name!r} has only version {MODEL_VERSION}, not {version!r}")
         try:
             default = self.default_model()
         except DefaultModelMissing:
@@ -350,7 +354,7 @@ class Service:
         top_k: int,
         client: str = "",
     ) -> list[Classification | ServiceError]:
-        """One result per image, in order, from one frame; a bad image fails its own entry."""
+        """One result per image, in order; a bad image fails its own entry."""
         self.check_count(len(images))
         with self._running(model, client):
             return classify_images(

@@ -23,13 +23,7 @@ def classify() -> Response:
     per image in order, each an answer or {"error": ...} for an image that could not be read."""
     service = get_service()
     images, listed = forms.images(request)
-    model = service.resolve(
-        forms.model_upload(request),
-        request.values.get("model"),
-        forms.normalization(request),
-        forms.input_size(request),
-        client=request.remote_addr or "",
-    )
+    model = forms.requested_model(request, service)
     normalization = forms.normalization(request)
     top_k = forms.top_k(request, service.config["DEFAULT_TOP_K"])
     client = request.remote_addr or ""
@@ -67,13 +61,7 @@ def explain() -> Response:
     with the regions that mattered in red (a PNG; `format=png` answers the PNG alone)."""
     service, client = get_service(), request.remote_addr or ""
     started = time.perf_counter()
-    model = service.resolve(
-        forms.model_upload(request),
-        request.values.get("model"),
-        forms.normalization(request),
-        forms.input_size(request),
-        client=client,
-    )
+    model = forms.requested_model(request, service)
     found, pixels, labels = service.explain(
         forms.image_bytes(request, "image"),
         model,

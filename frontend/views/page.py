@@ -56,13 +56,7 @@ def infer() -> Response | tuple[str, int] | str:
     try:
         result = service.classify(
             forms.image_bytes(request, "image_file"),
-            service.resolve(
-                forms.model_upload(request),
-                request.values.get("model"),
-                forms.normalization(request),
-                forms.input_size(request),
-                client=request.remote_addr or "",
-            ),
+            forms.requested_model(request, service),
             forms.normalization(request),
             service.config["DEFAULT_TOP_K"],
             client=request.remote_addr or "",

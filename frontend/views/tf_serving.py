@@ -12,21 +12,16 @@ from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth
 from frontend.classify import Classification, every_image
-from frontend.errors import InvalidField, ModelNotFound, TooManyImages
+from frontend.errors import InvalidField, TooManyImages
 from frontend.forms import MAX_TOP_K
-from frontend.models import ModelSource
 from frontend.open_inference import parse_json
-from frontend.service import get_service
+from frontend.service import MODEL_VERSION, get_service
+from frontend.views import protocol_error
 from protocol import Normalization, ServiceError
 
 bp = Blueprint("tf_serving", __name__, url_prefix="/v1/models")
-VERSION = "1"
+bp.register_error_handler(ServiceError, protocol_error)
 IMAGE_KEYS = ("b64", "image_bytes", "image", "inputs", "input")
-
-
-@bp.errorhandler(ServiceError)
-def _error(error: ServiceError) -> tuple[Response, int]:
-    return jsonify({"error": error.message, "code": error.code}), error.status
 
 
 def _b64(value: Any, where: str) -> bytes:
@@ -51,7 +46,7 @@ def _images(body: Any, key: str) -> list[bytes]:
 
 def _classify(name: str, key: str) -> list[Classification]:
     service = get_service()
-    model = _model(name)
+    model = get_service().named(name)
     data = request.get_data()
     # Each image is an object or two; base64 has no braces. Counted before parsing, as a small
     # object costs a Python dict many times its text.
@@ -71,22 +66,16 @@ def _classify(name: str, key: str) -> list[Classification]:
     return every_image(results, key)
 
 
-def _model(name: str, version: str | None = None) -> ModelSource:
-    if version is not None and version != VERSION:
-        raise ModelNotFound(f"model {name!r} has only version {VERSION}, not {version!r}")
-    return get_service().named(name)
-
-
 @bp.get("/<name>")
 @bp.get("/<name>/versions/<version>")
 @auth.api
 def status(name: str, version: str | None = None) -> Response:
-    _model(name, version)
+    get_service().named(name, version)
     return jsonify(
         {
             "model_version_status": [
                 {
-                    "version": VERSION,
+                    "version": MODEL_VERSION,
                     "state": "AVAILABLE",
                     "status": {"error_code": "OK", "error_message": ""},
                 }
@@ -98,11 +87,11 @@ def status(name: str, version: str | None = None) -> Response:
 @bp.get("/<name>/metadata")
 @auth.api
 def metadata(name: str) -> Response:
-    model = _model(name)
+    model = get_service().named(name)
     height, width = model.size(get_service().config["INPUT_SIZE"])
     return jsonify(
         {
-            "model_spec": {"name": name, "version": VERSION},
+            "model_spec": {"name": name, "version": MODEL_VERSION},
             "metadata": {
                 "signature_def": {
                     "serving_default": {

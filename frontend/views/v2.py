@@ -18,24 +18,19 @@ from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth
 from frontend.classify import Classification, every_image
-from frontend.errors import InvalidField, ModelNotFound
+from frontend.errors import InvalidField
 from frontend.forms import MAX_TOP_K
 from frontend.models import ModelSource
 from frontend.open_inference import Tensor, encode_infer_response, parse_infer_request
-from frontend.service import get_service
+from frontend.service import MODEL_VERSION, get_service
+from frontend.views import protocol_error
 from frontend.views.health import check_ready
 from protocol import Normalization, ServiceError
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
-VERSION = "1"  # a registration is immutable: each model has one version
+bp.register_error_handler(ServiceError, protocol_error)
 OUTPUTS = ("probabilities", "labels", "scores", "errors")
 Result = Classification | ServiceError
-
-
-@bp.errorhandler(ServiceError)
-def _error(error: ServiceError) -> tuple[Response, int]:
-    """The protocol's error body: `error` is the message; `code` says which kind."""
-    return jsonify({"error": error.message, "code": error.code}), error.status
 
 
 def _server_version() -> str:
@@ -68,12 +63,6 @@ def ready() -> tuple[Response, int]:
     return jsonify({"ready": status == 200}), status
 
 
-def _model(name: str, version: str | None) -> ModelSource:
-    if version is not None and version != VERSION:
-        raise ModelNotFound(f"model {name!r} has only version {VERSION}, not {version!r}")
-    return get_service().named(name)
-
-
 def _input_datatype(model: ModelSource) -> str:
     return "UINT8" if model.takes_pixels else "FP32"
 
@@ -83,7 +72,7 @@ def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
     classes = model.classes
     return {
         "name": name,
-        "versions": [VERSION],
+        "versions": [MODEL_VERSION],
         "platform": model.describe()["format"],
         "inputs": [
             {"name": "image", "datatype": "BYTES", "shape": [-1]},
@@ -103,14 +92,14 @@ def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
 @bp.get("/models/<name>/versions/<version>")
 @auth.api
 def model_metadata(name: str, version: str | None = None) -> Response:
-    return jsonify(_metadata(_model(name, version), name))
+    return jsonify(_metadata(get_service().named(name, version), name))
 
 
 @bp.get("/models/<name>/ready")
 @bp.get("/models/<name>/versions/<version>/ready")
 @auth.api
 def model_ready(name: str, version: str | None = None) -> Response:
-    _model(name, version)  # 404 when there is no such model
+    get_service().named(name, version)  # 404 when there is no such model
     return jsonify({"name": name, "ready": True})
 
 
@@ -170,7 +159,7 @@ def _outputs(results: list[Result], classes: int, top_k: int) -> list[Tensor]:
 @bp.post("/models/<name>/versions/<version>/infer")
 @auth.api
 def infer(name: str, version: str | None = None) -> Response:
-    model = _model(name, version)
+    model = get_service().named(name, version)
     accepted = {"image": {"BYTES"}, "input": {"UINT8", "FP32"}}
     parsed = parse_infer_request(
         request.get_data(),
@@ -188,7 +177,7 @@ def infer(name: str, version: str | None = None) -> Response:
         binary = {n for n, as_binary in parsed.outputs.items() if as_binary}
     else:  # all outputs; binary when binary_data_output asked for it ({} here)
         binary = set(OUTPUTS) if parsed.outputs == {} else set()
-    body, header_length = encode_infer_response(name, VERSION, parsed.id, outputs, binary)
+    body, header_length = encode_infer_response(name, MODEL_VERSION, parsed.id, outputs, binary)
     if header_length is None:
         return Response(body, mimetype="application/json")
     response = Response(body, mimetype="application/octet-stream")
