@@ -6,7 +6,7 @@ from typing import Any
 
 from frontend.openapi_protocols import BEARER as _BEARER
 from frontend.openapi_protocols import PATHS as V2_PATHS
-from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR
+from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR, path_parameter
 from frontend.openapi_protocols import json_content as _json
 
 
@@ -148,13 +148,7 @@ def _multipart(properties: dict[str, Any], required: list[str]) -> dict[str, Any
 
 
 _BINARY = {"type": "string", "format": "binary"}
-_MODEL_ID = {
-    "name": "model_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "the model's id (sha256 of its bytes)",
-}
+_MODEL_ID = path_parameter("model_id", "the model's id (sha256 of its bytes)")
 _MODEL_FIELDS = {
     "model": {"type": "string", "description": "a registered model's id"},
     "model_file": _BINARY,

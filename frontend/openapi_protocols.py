@@ -39,20 +39,23 @@ _TENSOR = {
         "parameters": {"type": "object"},
     },
 }
-_NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "a registered model's id or name; `default` or its name: the default",
-}
-_VERSION = {
-    "name": "version",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "1 (each registration is one version)",
-}
+
+
+def path_parameter(name: str, description: str) -> dict[str, Any]:
+    """A string in the route's path (frontend/openapi.py uses it too)."""
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+_NAME = path_parameter(
+    "name", "a registered model's id or name; `default` or its name: the default"
+)
+_VERSION = path_parameter("version", "1 (each registration is one version)")
 
 _METADATA = {
     "summary": "Model metadata: inputs (`image` BYTES, `input` the prepared tensor), outputs",
