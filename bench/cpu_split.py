@@ -17,8 +17,7 @@ from pathlib import Path
 
 from bench.loadgen import multipart_body, run_ab
 from bench.raw import raw_throughput
-from bench.run import make_images
-from bench.setup import DEFAULT_MODEL, MODELS
+from bench.setup import DEFAULT_MODEL, MODELS, make_images
 from frontend.images import prepare_image
 from tools.server import start_frontend, tree_cpu_seconds
 

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 from bench.raw import raw_throughput
-from bench.run import make_images
-from bench.setup import DEFAULT_MODEL
+from bench.setup import DEFAULT_MODEL, make_images
 from frontend.images import prepare_image
 from protocol import Request, RequestHeader
 from supervisor.config import launch_settings

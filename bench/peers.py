@@ -1,5 +1,6 @@
 """Starting the plain Flask peer (bench/peer_app.py) as a person would: gunicorn's sync workers,
-one per core, on a free loopback port, with gunicorn's defaults."""
+one per core, on a free loopback port, with gunicorn's defaults. The floor app
+(bench/floor_app.py) is started the same way."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 from tools.server import ROOT, Server, free_port, wait_until_up
 
 
-def start_peer(folder: Path, model: Path, labels: Path) -> Server:
+def start_plain_gunicorn(folder: Path, app: str, env: dict[str, str]) -> Server:
+    """`app` ("module:name") behind gunicorn's defaults: sync workers, one per core."""
     port = free_port()
-    log = folder / f"peer-{port}.log"
+    log = folder / f"plain-{port}.log"
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -23,14 +25,20 @@ def start_peer(folder: Path, model: Path, labels: Path) -> Server:
             str(os.cpu_count() or 1),
             "--bind",
             f"127.0.0.1:{port}",
-            "bench.peer_app:app",
+            app,
         ],
         cwd=ROOT,
-        env={**os.environ, "MODEL": str(model), "LABELS": str(labels)},
+        env={**os.environ, **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     server = Server(f"http://127.0.0.1:{port}", process, log)
-    # up once a worker answers (a GET of the POST-only route: 405)
+    # up once a worker answers (the peer's POST-only route answers a GET with 405)
     wait_until_up(server.url + "/api/v1/classify", process, accept_status=True)
     return server
+
+
+def start_peer(folder: Path, model: Path, labels: Path) -> Server:
+    return start_plain_gunicorn(
+        folder, "bench.peer_app:app", {"MODEL": str(model), "LABELS": str(labels)}
+    )

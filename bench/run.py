@@ -7,9 +7,10 @@ on), registers the frozen GraphDef, and drives load with `ab` at concurrency 1, 
 frozen GraphDef. Beside it, in the same run: the raw in-process throughput of the same models
 (one runtime per core, image prepared once), the plain Flask peer (bench/peer_app.py: the same
 model in-process behind gunicorn, no sandbox) and the spawn-a-worker-per-request baseline. The
-CPU each server used per request comes from /proc. Prints a table of ratios, writes
-bench/results/latest.json and bench/results/latest.png, each naming the CPU and how long the
-model takes on it.
+CPU each server used per request comes from /proc; what each spends outside the model is also
+measured directly, with a model that costs nothing (bench/overhead.py). Prints a table of
+ratios, writes bench/results/latest.json and bench/results/latest.png, each naming the CPU and
+how long the model takes on it.
 
     .venv/bin/python -m bench.run [--quick]
 """
@@ -24,14 +25,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-from PIL import Image
-
 from bench.loadgen import multipart_body, run_ab
 from bench.many_images import many_against_single
 from bench.memory import measure_memory
+from bench.overhead import measure_overhead, print_overhead
 from bench.peers import start_peer
 from bench.raw import raw_throughput
-from bench.setup import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, RESULTS
+from bench.setup import (
+    DEFAULT_MODEL,
+    FROZEN_MODEL,
+    IMAGENET_LABELS,
+    MODELS,
+    RESULTS,
+    make_images,
+)
 from frontend.images import prepare_image
 from tools.server import Server, cpu_between, start_frontend, start_gunicorn, tree_cpu_seconds
 
@@ -45,14 +52,6 @@ REGISTERED_MODEL_LOAD = {
     "UPLOADS_PER_CLIENT": "64",
     "UPLOAD_WORKER_FRAMES": "1000000",
 }
-
-
-def make_images(folder: Path) -> dict[str, Path]:
-    photo = Image.open(IMAGES / "grace_hopper.jpg").convert("RGB")
-    small, large = folder / "photo_224.jpg", folder / "photo_12mp.jpg"
-    photo.resize((224, 224), Image.Resampling.BILINEAR).save(small, quality=92)
-    photo.resize((4000, 3000), Image.Resampling.BICUBIC).save(large, quality=92)
-    return {"224px": small, "12MP": large}
 
 
 def register_frozen(url: str) -> str:
@@ -224,6 +223,9 @@ def main() -> None:
         print(f"raw: {json.dumps(raw_runs[0])}")
         service, timing_12mp, many = measure_service(folder, images, args.quick, args.peers)
         peer = measure_peer(folder, images, args.quick)
+        overhead = measure_overhead(
+            folder, images["224px"], 1000 if args.quick else 5000, 1 if args.quick else 3
+        )
         if args.peers:
             batching, spawn, memory = [], {}, {}
         else:
@@ -248,6 +250,7 @@ def main() -> None:
         "raw_single": raw_single,
         "service": service,
         "peer": peer,
+        "overhead": overhead,
         "batching": {"settings": BATCH_SETTINGS, "rows": batching},
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
@@ -290,6 +293,7 @@ def print_peers(results: dict) -> None:
                 f"{busy['throughput_rps'] / raw:6.2f} {alone['p50_ms']:5.0f} ms "
                 f"{busy['cpu_ms_per_request']:5.2f} ms"
             )
+    print_overhead(results["overhead"])
 
 
 def print_table(results: dict) -> None:

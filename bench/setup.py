@@ -1,9 +1,12 @@
-"""Where the benchmarks find models and photos (the same places the tests use)."""
+"""Where the benchmarks find models and photos (the same places the tests use), and the two
+JPEGs they send."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
@@ -12,3 +15,11 @@ DEFAULT_MODEL = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
 FROZEN_MODEL = MODELS / "mobilenet_v2_1.0_224_frozen.pb"
 IMAGENET_LABELS = MODELS / "imagenet_labels.txt"
 RESULTS = ROOT / "bench" / "results"
+
+
+def make_images(folder: Path) -> dict[str, Path]:
+    photo = Image.open(IMAGES / "grace_hopper.jpg").convert("RGB")
+    small, large = folder / "photo_224.jpg", folder / "photo_12mp.jpg"
+    photo.resize((224, 224), Image.Resampling.BILINEAR).save(small, quality=92)
+    photo.resize((4000, 3000), Image.Resampling.BICUBIC).save(large, quality=92)
+    return {"224px": small, "12MP": large}

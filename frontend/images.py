@@ -6,7 +6,12 @@ Decoding is budgeted, since an image is as hostile as a model: only the formats 
 the size from the header checked before anything is decoded (MAX_IMAGE_PIXELS), JPEG scans
 counted before decoding (a progressive JPEG of thousands of scans costs seconds of CPU per
 scan pass), at most LARGE_DECODES large images decoded at once per process, and the memory of a
-large decode handed back to the system afterwards."""
+large decode handed back to the system afterwards.
+
+The common upload, an upright colour JPEG near the model's size, is decoded by libjpeg-turbo
+straight into RGB (simplejpeg): the same library, IDCT and upsampling as Pillow's decoder, so the
+same pixels, without Pillow's RGBX image and the copy that packs it (0.54 against 0.38 ms of
+CPU per 224 px request in a bare gunicorn app at concurrency 16). Pillow decodes everything else."""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import simplejpeg
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from frontend.errors import InvalidImage
 
@@ -104,6 +110,40 @@ def _check_scans(image: Image.Image, data: bytes) -> None:
         )
 
 
+def _draft_reduces(image: Image.Image, size: tuple[int, int]) -> bool:
+    """Whether Pillow's draft mode (JpegImagePlugin.draft) would decode at 1/2 or less."""
+    height, width = size
+    return min(image.width // (DRAFT_MARGIN * width), image.height // (DRAFT_MARGIN * height)) >= 2
+
+
+def _decode_plain_jpeg(image: Image.Image, data: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """RGB pixels of a colour JPEG with no EXIF rotation that draft mode would not reduce, from
+    simplejpeg; None for any other JPEG, or one libjpeg-turbo finds a fault in, which Pillow
+    then decodes or names as before."""
+    if image.mode != "RGB" or _draft_reduces(image, size):
+        return None
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        return None
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError:
+        return None
+
+
+def _decode_with_pillow(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    height, width = size
+    if image.format == "JPEG":
+        image.draft("RGB", (DRAFT_MARGIN * width, DRAFT_MARGIN * height))
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)  # without it, a copy every time
+    return _to_rgb(image)
+
+
+def _rgb_pixels(image: Image.Image) -> np.ndarray:
+    # Read-only, without the extra copy np.asarray(image) makes (0.07 ms of a 224 px request).
+    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(image.height, image.width, 3)
+
+
 def prepare_image(
     data: bytes, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -124,13 +164,17 @@ def prepare_image(
                 f"the image is {image.width}x{image.height} = {pixels} pixels, over the limit "
                 f"of {max_pixels} pixels (MAX_IMAGE_PIXELS)"
             )
-        if image.format == "JPEG":
+        jpeg = image.format == "JPEG"
+        if jpeg:
             _check_scans(image, data)
-            image.draft("RGB", (DRAFT_MARGIN * width, DRAFT_MARGIN * height))
-        with _decode_budget(image.width * image.height):
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # without it, a copy every time
-            image = _to_rgb(image)
+        with _decode_budget(pixels):
+            decoded = _decode_plain_jpeg(image, data, size) if jpeg else None
+            if decoded is not None and decoded.shape[:2] == (height, width):
+                return decoded
+            if decoded is not None:
+                image = Image.fromarray(decoded)
+            else:
+                image = _decode_with_pillow(image, size)
             if image.size != (width, height):
                 image = image.resize((width, height), RESIZE_FILTER)
     except InvalidImage:
@@ -141,5 +185,4 @@ def prepare_image(
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image could not be decoded: {exc}") from None
-    # Read-only, without the extra copy np.asarray(image) makes (0.07 ms of a 224 px request).
-    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(height, width, 3)
+    return _rgb_pixels(image)

@@ -10,6 +10,7 @@ import pytest
 from conftest import IMAGES
 from PIL import Image
 
+import frontend.images
 from frontend.errors import InvalidImage
 from frontend.images import prepare_image
 
@@ -26,6 +27,28 @@ def test_real_photo_becomes_rgb_uint8_at_model_size() -> None:
     pixels = prepare_image((IMAGES / "grace_hopper.jpg").read_bytes(), SIZE)
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
     assert 40 < pixels.mean() < 220
+
+
+@pytest.mark.parametrize("size", [(224, 224), (128, 128), (299, 299), (160, 192)])
+def test_plain_jpegs_decode_to_the_same_pixels_as_pillow_alone(size, monkeypatch) -> None:
+    photos = sorted(IMAGES.glob("*.jpg"))
+    fast = [prepare_image(photo.read_bytes(), size) for photo in photos]
+    exact_size = encode(Image.open(IMAGES / "cat.jpg").resize(size[::-1]), "JPEG", quality=90)
+    fast.append(prepare_image(exact_size, size))
+    monkeypatch.setattr(frontend.images, "_decode_plain_jpeg", lambda *_: None)
+    pillow = [prepare_image(photo.read_bytes(), size) for photo in photos]
+    pillow.append(prepare_image(exact_size, size))
+    assert len(photos) >= 9
+    for photo, a, b in zip([*photos, "exact size"], fast, pillow, strict=True):
+        assert np.array_equal(a, b), photo
+
+
+def test_plain_jpeg_path_is_taken_only_when_draft_would_not_reduce() -> None:
+    photo = Image.open(IMAGES / "grace_hopper.jpg")
+    small = Image.open(io.BytesIO(encode(photo.resize((640, 480)), "JPEG")))
+    large = Image.open(io.BytesIO(encode(photo.resize((2400, 1800)), "JPEG")))
+    assert frontend.images._decode_plain_jpeg(small, small.fp.getvalue(), SIZE) is not None
+    assert frontend.images._decode_plain_jpeg(large, large.fp.getvalue(), SIZE) is None
 
 
 def test_non_square_size_is_height_then_width() -> None:
