@@ -5,11 +5,11 @@ import os
 import tempfile
 
 # Set in the environment too: the app shares the cores among this many processes' worker pools.
-# One gunicorn process per 2 cores. Its part of a 224 px request is about a quarter of the
-# model's (measured on an Intel Xeon with AMX, 2 vCPUs, 2026-12-06: 2.0 ms of CPU against 8.1 ms
-# for the quantized MobileNet; bench.cpu_split), and one process's Python runs on one core at a
-# time, so it keeps two to four model workers busy. Within that, one pool per process balances
-# best; 2 processes of 1 worker each measured no better.
+# One gunicorn process per 2 cores. Its part of a 224 px request is about a fifth of the
+# model's (measured on an Intel Xeon with AMX, 2 vCPUs, 2026-12-06: 1.34-1.41 ms of CPU against
+# 6.5 ms for the quantized MobileNet; bench.cpu_split), and one process's Python runs on one core
+# at a time, so it keeps two to four model workers busy. Within that, one pool per process
+# balances best; 2 processes of 1 worker each measured no better.
 os.environ.setdefault("WEB_CONCURRENCY", str(max(1, math.ceil((os.cpu_count() or 1) / 2))))
 
 # Prometheus samples of every gunicorn process go to one folder that /metrics sums; a fresh one
