@@ -125,6 +125,10 @@ def _decode_plain_jpeg(image: Image.Image, data: bytes, size: tuple[int, int]) -
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         return None
     try:
+        # Only what Pillow's header reading saw and the limits were checked against is decoded.
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        if (width, height) != image.size:
+            return None
         return simplejpeg.decode_jpeg(data, colorspace="RGB")
     except ValueError:
         return None

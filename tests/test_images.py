@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 
 import numpy as np
@@ -49,6 +50,22 @@ def test_plain_jpeg_path_is_taken_only_when_draft_would_not_reduce() -> None:
     large = Image.open(io.BytesIO(encode(photo.resize((2400, 1800)), "JPEG")))
     assert frontend.images._decode_plain_jpeg(small, small.fp.getvalue(), SIZE) is not None
     assert frontend.images._decode_plain_jpeg(large, large.fp.getvalue(), SIZE) is None
+
+
+def test_a_jpeg_whose_two_frame_headers_disagree_is_refused_not_decoded_big() -> None:
+    # Pillow takes the last SOF (32x32, under the pixel limit); libjpeg reads the first
+    # (20000x20000): the fast path must not decode what the limit was not checked against.
+    plain = encode(Image.new("RGB", (32, 32), (10, 200, 30)), "JPEG")
+    start = plain.index(b"\xff\xc0")
+    end = start + 2 + struct.unpack(">H", plain[start + 2 : start + 4])[0]
+    huge = bytearray(plain[start:end])
+    huge[5:9] = struct.pack(">HH", 20000, 20000)
+    crafted = plain[:start] + bytes(huge) + plain[start:]
+    image = Image.open(io.BytesIO(crafted))
+    assert image.size == (32, 32)
+    assert frontend.images._decode_plain_jpeg(image, crafted, SIZE) is None
+    with pytest.raises(InvalidImage, match="could not be decoded"):
+        prepare_image(crafted, SIZE, max_pixels=1_000_000)
 
 
 def test_non_square_size_is_height_then_width() -> None:
