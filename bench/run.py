@@ -39,6 +39,7 @@ from bench.setup import (
     RESULTS,
     make_images,
 )
+from client.multipart import encode_multipart
 from frontend.images import prepare_image
 from tools.server import Server, cpu_between, start_frontend, start_gunicorn, tree_cpu_seconds
 
@@ -55,20 +56,11 @@ REGISTERED_MODEL_LOAD = {
 
 
 def register_frozen(url: str) -> str:
-    boundary = "benchboundary"
-    parts = []
-    for field, path in (("model", FROZEN_MODEL), ("labels", IMAGENET_LABELS)):
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-            f'filename="{path.name}"\r\n\r\n'.encode()
-            + path.read_bytes()
-            + b"\r\n"
-        )
-    parts.append(f"--{boundary}--\r\n".encode())
+    fields = {"model": FROZEN_MODEL, "labels": IMAGENET_LABELS}
+    files = [(field, path.name, path.read_bytes()) for field, path in fields.items()]
+    body, content_type = encode_multipart({}, files)
     request = urllib.request.Request(
-        url + "/api/v1/models",
-        data=b"".join(parts),
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        url + "/api/v1/models", data=body, headers={"Content-Type": content_type}
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)["id"]

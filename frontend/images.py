@@ -143,11 +143,6 @@ def _decode_with_pillow(image: Image.Image, size: tuple[int, int]) -> Image.Imag
     return _to_rgb(image)
 
 
-def _rgb_pixels(image: Image.Image) -> np.ndarray:
-    # Read-only, without the extra copy np.asarray(image) makes (0.07 ms of a 224 px request).
-    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(image.height, image.width, 3)
-
-
 def prepare_image(
     data: bytes, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -189,4 +184,5 @@ def prepare_image(
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image could not be decoded: {exc}") from None
-    return _rgb_pixels(image)
+    # Without the extra copy np.asarray(image) makes (0.07 ms of a 224 px request).
+    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(height, width, 3)
