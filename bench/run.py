@@ -44,14 +44,12 @@ from frontend.images import prepare_image
 from tools.server import Server, cpu_between, start_frontend, start_gunicorn, tree_cpu_seconds
 
 CONCURRENCIES = (1, 4, 16)
-# The registered GraphDef runs in the upload lane, which by default has one worker and lets one
-# client run two such requests at once (429 beyond): ab is one client at concurrency 16. An
-# operator serving a registered model to many gives the lane the cores and keeps its workers
-# (by default one is replaced after 100 frames), as here.
+# The registered GraphDef runs in the upload lane, which by default runs one frame at a time and
+# lets one client run two such requests at once (429 beyond): ab is one client at concurrency
+# 16. An operator serving a registered model to many gives the lane the cores, as here.
 REGISTERED_MODEL_LOAD = {
     "UPLOAD_POOL_SIZE": str(os.cpu_count() or 1),
     "UPLOADS_PER_CLIENT": "64",
-    "UPLOAD_WORKER_FRAMES": "1000000",
 }
 
 

@@ -76,6 +76,12 @@ class InvalidModel(ModelError):
     code = "model_invalid"
 
 
+class UnknownModelFormat(InvalidModel):
+    """The bytes are none of the model formats the service takes (protocol/formats.py)."""
+
+    code = "model_format_unknown"
+
+
 class TensorNotFound(ModelError):
     code = "model_tensor_not_found"
 

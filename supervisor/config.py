@@ -24,10 +24,11 @@ logger = logging.getLogger("gunicorn.error")
 SETTINGS: dict[str, tuple[Any, type]] = {
     "POOL_SIZE": (0, int),  # warm workers per process; 0: cores / WEB_CONCURRENCY
     "POOL_QUEUE_LIMIT": (64, int),  # requests waiting for a worker (per lane) before 503
-    # Uploaded and registered models run in workers of their own (supervisor/pool.py).
-    "UPLOAD_POOL_SIZE": (1, int),
+    # Uploaded and registered models run in warm workers of their own (supervisor/model_lane.py).
+    "UPLOAD_POOL_SIZE": (1, int),  # their frames running at once
     "UPLOAD_TIMEOUT": (30.0, float),  # wall-clock seconds per frame of an uploaded model
-    "UPLOAD_WORKER_FRAMES": (100, int),  # frames an upload worker serves before it is replaced
+    "UPLOAD_MEMORY_MB": (2048, int),  # their warm workers' own memory, spares included
+    "UPLOAD_SPARES": (1, int),  # spare workers per runtime, started with it imported
     "QUARANTINE_SECONDS": (600.0, float),  # how long a model that broke its worker is refused
     "WORKER_CACHE_MB": (1024, int),  # loaded-model budget of each warm worker
     # Dynamic batching for models that take any batch size; 1: off (see README, Performance).
@@ -134,7 +135,8 @@ def local_pool(config: Mapping[str, Any]) -> Transport:
         timeout=config["WORKER_TIMEOUT"],
         upload_size=config["UPLOAD_POOL_SIZE"],
         upload_timeout=config["UPLOAD_TIMEOUT"],
-        upload_frames=config["UPLOAD_WORKER_FRAMES"],
+        upload_memory_mb=config["UPLOAD_MEMORY_MB"],
+        upload_spares=config["UPLOAD_SPARES"],
         quarantine_seconds=config["QUARANTINE_SECONDS"],
     )
     pool = WorkerPool(settings)

@@ -160,11 +160,15 @@ class WarmWorker:
     log. An answer that is not the frame's, bytes after an answer, or output while idle mean
     something in the worker is writing where it should not: the worker is killed."""
 
-    def __init__(self, settings: LaunchSettings, cache_mb: int) -> None:
+    def __init__(self, settings: LaunchSettings, cache_mb: int, runtime: str | None = None) -> None:
+        """`runtime`: import it at start (protocol.formats.RUNTIMES), before any frame."""
         self.settings = settings
+        self.runtime = runtime
         self._workdir = tempfile.TemporaryDirectory(prefix="mobilenet-worker-")
         self._answers, answer_end = os.pipe()
-        serve = ("--serve", "--cache-mb", str(cache_mb), "--answer-fd", str(answer_end))
+        serve = ["--serve", "--cache-mb", str(cache_mb), "--answer-fd", str(answer_end)]
+        if runtime is not None:
+            serve += ["--import-runtime", runtime]
         try:
             with settings.launch(*serve) as (command, fds):
                 self.process = subprocess.Popen(

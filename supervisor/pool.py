@@ -1,20 +1,16 @@
 """The warm worker pool: long-lived sandboxed workers that keep models loaded.
 
-Modelled on gunicorn's arbiter: the pool alone spawns its workers (lazily, up to each lane's
-size), hands them out, watches them (every exchange has a deadline; a watcher thread checks the
-idle ones), kills those past their time, reaps the dead (logging why, with their stderr's
-tail) and replaces them, and drains them on shutdown with a bounded wait.
+Modelled on gunicorn's arbiter: the pool alone spawns its workers, hands them out, watches them
+(every exchange has a deadline; a watcher thread checks the idle ones), kills those past their
+time, reaps the dead (logging why, with their stderr's tail) and replaces them, and drains them
+on shutdown with a bounded wait.
 
 Two lanes, so that no upload can take the default model's capacity:
 - the trusted lane (`size` workers) runs only the models given to `trust` or `preload`, the
   service's default model; its workers are warmed with it before they serve, and a frame whose
   worker dies is retried once on another;
-- the upload lane (`upload_size` workers) runs every other model (one-off uploads and
-  registered models) with the shorter `upload_timeout`. Its workers hold one model each and
-  are replaced rather than handed a different one, and after `upload_frames` frames: what one
-  model did to its process never meets another's frames. A model that crashes its worker, hangs
-  it past its timeout or writes answers that are not its frame's is not retried: the caller gets
-  ModelCrashed (422), and the model is refused at once for `quarantine_seconds`.
+- the upload lane (supervisor/model_lane.py) runs every other model, each in warm workers of
+  its own, within a memory budget, with spare workers started in advance.
 
 A request goes to an idle worker of its lane, preferably one that already holds its model,
 which is then named by sha256 instead of resent. Waiting requests are bounded: past the bound
@@ -27,60 +23,17 @@ the pool's own tests give it fakes, so its rules are checked without processes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from protocol import (
-    AnswerMismatch,
-    ModelCrashed,
-    ModelUnknown,
-    Overloaded,
-    Request,
-    ServiceError,
-    WorkerCrashed,
-    WorkerTimeout,
-    WorkerUnavailable,
-)
+from protocol import Overloaded, Request, ServiceError, WorkerCrashed, WorkerUnavailable
+from supervisor.lanes import Spawner, Worker, WorkerClass, log_reaped, logger, run_on, sha256_of
 from supervisor.launcher import LaunchSettings, WarmWorker
-from supervisor.metrics import CACHE_HIT, CACHE_MISS, QUEUE_DEPTH, STAGE_LATENCY, WORKER_RESTARTS
+from supervisor.memory import MemoryMeasure, tree_memory
+from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY
+from supervisor.model_lane import ModelLane, ModelLaneSettings
 from supervisor.transport import Answer
-
-logger = logging.getLogger("gunicorn.error")
-
-
-class Worker(Protocol):
-    """What the pool needs of a worker process (WarmWorker, or a test's fake)."""
-
-    models: set[str]  # sha256 of the models it holds (loaded and ran)
-    ran: set[str]  # sha256 of every model it was sent a frame for, loaded or not
-    served: int  # frames it was given
-
-    @property
-    def pid(self) -> int: ...
-
-    def alive(self) -> bool: ...
-
-    def unsolicited_output(self) -> bool: ...
-
-    def exchange(self, request: Request, timeout: float) -> Answer: ...
-
-    def exit_description(self) -> str: ...
-
-    def stderr_tail(self) -> str: ...
-
-    def kill(self) -> None: ...
-
-    def stop(self, grace: float = 5.0) -> None: ...
-
-
-WorkerClass = Callable[[LaunchSettings, int], Worker]
 
 
 @dataclass(frozen=True)
@@ -90,16 +43,16 @@ class PoolSettings:
     cache_mb: int = 1024
     queue_limit: int = 64  # requests waiting for a worker, per lane; more get Overloaded at once
     timeout: float = 60.0  # seconds per exchange, and the longest wait for a free worker
-    upload_size: int = 1  # upload lane: workers for every other model
+    upload_size: int = 1  # upload lane: frames of other models running at once
     upload_timeout: float = 30.0
-    upload_frames: int = 100  # frames an upload worker serves before it is replaced
+    upload_memory_mb: int = 2048  # upload lane: its warm workers' own memory, spares included
+    upload_spares: int = 1  # upload lane: spare workers per runtime, started in advance
     quarantine_seconds: float = 600.0  # how long a model that broke its worker is refused
     watch_interval: float = 1.0  # seconds between checks of the idle workers
 
 
 @dataclass
-class _Lane:
-    name: str
+class _TrustedLane:
     size: int
     timeout: float
     # On the pool's lock, signalled once per worker (or place) freed: one waiter wakes, where
@@ -111,57 +64,50 @@ class _Lane:
     waiting: int = 0
 
 
-def _by_reference(request: Request, sha256: str) -> Request:
-    header = dataclasses.replace(request.header, model_length=0, model_sha256=sha256)
-    return Request(header, b"", request.pixels)
-
-
-def _sha256(request: Request) -> str:
-    return request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
-
-
 class WorkerPool:
-    def __init__(self, settings: PoolSettings, worker_class: WorkerClass = WarmWorker) -> None:
+    def __init__(
+        self,
+        settings: PoolSettings,
+        worker_class: WorkerClass = WarmWorker,
+        measure: MemoryMeasure = tree_memory,
+    ) -> None:
+        """`measure`: the memory of workers by pid (supervisor/memory.py; tests fake it)."""
         self.settings = settings
-        self._worker_class = worker_class
-        lock = threading.RLock()
-        self._changed = threading.Condition(lock)  # the pool's lock; close() waits on it
-        self._trusted = _Lane("trusted", settings.size, settings.timeout, threading.Condition(lock))
-        self._uploads = _Lane(
-            "upload", settings.upload_size, settings.upload_timeout, threading.Condition(lock)
+        self._spawner = Spawner(worker_class, settings.launch, settings.cache_mb)
+        self._changed = threading.Condition(threading.RLock())  # close() waits on it
+        self._trusted = _TrustedLane(
+            settings.size, settings.timeout, threading.Condition(self._changed)
+        )
+        self._uploads = ModelLane(
+            ModelLaneSettings(
+                size=settings.upload_size,
+                timeout=settings.upload_timeout,
+                queue_limit=settings.queue_limit,
+                memory_mb=settings.upload_memory_mb,
+                spares=settings.upload_spares,
+                quarantine_seconds=settings.quarantine_seconds,
+            ),
+            self._spawner,
+            self._changed,
+            measure,
         )
         self._trusted_models: set[str] = set()
-        self._quarantine: dict[str, tuple[float, str]] = {}  # sha256: (since, why)
         self._closed = False
         self._warm_request: Request | None = None  # run on every trusted replacement first
         self._watcher: threading.Thread | None = None
-        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-spawner")
         self.restarts = 0
         self.sandboxed = settings.launch.sandbox is not None
 
-    # --- spawn, watch, reap, replace ----------------------------------------------------------
+    # --- the trusted lane: spawn, hand out, release --------------------------------------------
 
-    def _spawn(self) -> Worker:
-        # Always from the one spawner thread: the sandbox kills a worker when the thread that
-        # started it ends (bwrap's --die-with-parent is PR_SET_PDEATHSIG, which is per
-        # thread), and the warm-up thread, for one, ends.
-        return self._spawner.submit(
-            self._worker_class, self.settings.launch, self.settings.cache_mb
-        ).result()
-
-    def _acquire(self, lane: _Lane, sha256: str) -> Worker:
-        started = time.monotonic()
+    def _acquire(self) -> Worker:
+        lane, started = self._trusted, time.monotonic()
         try:
-            worker = self._wait_for_worker(lane, sha256, started + lane.timeout)
+            return self._wait_for_worker(lane, started + lane.timeout)
         finally:
             STAGE_LATENCY["queue"].observe(time.monotonic() - started)
-        if lane is self._uploads and worker.ran - {sha256}:
-            # Another upload's frames ran in it: a fresh process instead.
-            self._retire(lane, worker, "it ran another uploaded model")
-            return self._acquire(lane, sha256)
-        return worker
 
-    def _wait_for_worker(self, lane: _Lane, sha256: str, deadline: float) -> Worker:
+    def _wait_for_worker(self, lane: _TrustedLane, deadline: float) -> Worker:
         with self._changed:
             if not lane.idle and lane.waiting >= self.settings.queue_limit:
                 raise Overloaded(f"{lane.waiting} requests are already waiting for a worker")
@@ -181,10 +127,7 @@ class WorkerPool:
                         raise Overloaded(f"no worker was free within {lane.timeout:g} s")
                     lane.freed.wait(remaining)
                 else:
-                    worker = min(  # one that holds the model, else one that ran nothing else
-                        lane.idle, key=lambda w: (sha256 not in w.models, bool(w.ran - {sha256}))
-                    )
-                    lane.idle.remove(worker)
+                    worker = lane.idle.pop()
                     lane.busy.add(worker)
                     return worker
             finally:
@@ -193,65 +136,47 @@ class WorkerPool:
                     QUEUE_DEPTH.dec()
         self._start_watcher()
         try:
-            worker = self._spawn()
+            worker = self._spawner.start()
         except OSError as exc:
             with self._changed:
                 lane.count -= 1
-                self._freed(lane)
+                self._freed()
             raise WorkerUnavailable(f"a worker could not be started: {exc}") from None
         with self._changed:
             lane.busy.add(worker)
         return worker
 
-    def _release(self, lane: _Lane, worker: Worker) -> None:
+    def _release(self, worker: Worker) -> None:
         """Back to the idle list; a dead worker is reaped and its place freed for a new one."""
+        lane = self._trusted
         if not worker.alive():
-            self._reap(lane, worker, "died")
-            return
-        if lane is self._uploads and worker.served >= self.settings.upload_frames:
-            self._retire(lane, worker, f"it served {worker.served} frames")
+            self._reap(worker, "died")
             return
         with self._changed:
             lane.busy.discard(worker)
             if not self._closed:
                 lane.idle.append(worker)
-                self._freed(lane)
+                self._freed()
                 return
             lane.count -= 1
-            self._freed(lane)
+            self._freed()
         worker.stop()
 
-    def _retire(self, lane: _Lane, worker: Worker, why: str) -> None:
-        """Stop a worker that is still well, to make room for a fresh one."""
-        logger.info("retiring %s worker %d: %s", lane.name, worker.pid, why)
-        worker.stop()
-        with self._changed:
-            lane.busy.discard(worker)
-            lane.count -= 1
-            self._freed(lane)
-
-    def _freed(self, lane: _Lane) -> None:
-        """A worker or a place in `lane` came free (the lock held)."""
-        lane.freed.notify()
+    def _freed(self) -> None:
+        """A trusted worker or place came free (the lock held)."""
+        self._trusted.freed.notify()
         if self._closed:
             self._changed.notify_all()  # close() waits for the busy ones
 
-    def _reap(self, lane: _Lane, worker: Worker, why: str) -> None:
-        worker.kill()
-        logger.warning(
-            "%s worker %d %s (%s); the end of its stderr: %s",
-            lane.name,
-            worker.pid,
-            why,
-            worker.exit_description(),
-            worker.stderr_tail() or "(nothing)",
-        )
+    def _reap(self, worker: Worker, why: str) -> None:
+        log_reaped("trusted", worker, why)
         with self._changed:
-            lane.busy.discard(worker)
-            lane.count -= 1
+            self._trusted.busy.discard(worker)
+            self._trusted.count -= 1
             self.restarts += 1
-            WORKER_RESTARTS.inc()
-            self._freed(lane)
+            self._freed()
+
+    # --- watching -----------------------------------------------------------------------------
 
     def _start_watcher(self) -> None:
         with self._changed:
@@ -262,40 +187,42 @@ class WorkerPool:
 
     def _watch(self) -> None:
         """The arbiter's loop: reap idle workers that died or write when nobody asked, and spawn
-        warm replacements, so the trusted lane is back at full size before the next request."""
+        warm replacements, so the trusted lane is back at full size before the next request
+        and the upload lane has its spares."""
         while True:
             time.sleep(self.settings.watch_interval)
-            found: list[tuple[_Lane, Worker, str]] = []
+            found: list[tuple[Worker, str]] = []
             with self._changed:
                 if self._closed:
                     return
-                for lane in (self._trusted, self._uploads):
-                    for worker in list(lane.idle):
-                        if not worker.alive():
-                            why = "died while idle"
-                        elif worker.unsolicited_output():
-                            why = "wrote an answer nobody asked for"
-                        else:
-                            continue
-                        lane.idle.remove(worker)
-                        found.append((lane, worker, why))
-            for lane, worker, why in found:
-                self._reap(lane, worker, why)
-            if any(lane is self._trusted for lane, _, _ in found):
+                for worker in list(self._trusted.idle):
+                    if not worker.alive():
+                        why = "died while idle"
+                    elif worker.unsolicited_output():
+                        why = "wrote an answer nobody asked for"
+                    else:
+                        continue
+                    self._trusted.idle.remove(worker)
+                    found.append((worker, why))
+            for worker, why in found:
+                self._reap(worker, why)
+            if found:
                 self._refill()
+            if self._uploads.reap_idle():
+                self._uploads.start_spares()
 
     def _refill(self) -> None:
         warm = self._warm_request
         if warm is None:
             return
-        lane, sha256 = self._trusted, _sha256(warm)
+        lane, sha256 = self._trusted, sha256_of(warm)
         while True:
             with self._changed:
                 if self._closed or lane.count >= lane.size:
                     return
                 lane.count += 1
             try:
-                worker = self._spawn()
+                worker = self._spawner.start()
             except OSError:
                 with self._changed:
                     lane.count -= 1
@@ -304,77 +231,29 @@ class WorkerPool:
                 lane.busy.add(worker)
             # A worker that cannot warm up still serves; a dead one is reaped by _release.
             with contextlib.suppress(ServiceError):
-                self._run_on(worker, warm, sha256, lane.timeout)
-            self._release(lane, worker)
+                run_on(worker, warm, sha256, lane.timeout)
+            self._release(worker)
 
     # --- requests ----------------------------------------------------------------------------
 
     def exchange(self, request: Request, batchable: bool = False) -> Answer:
-        sha256 = _sha256(request)
+        sha256 = sha256_of(request)
         if sha256 in self._trusted_models:
             return self._exchange_trusted(request, sha256)
-        return self._exchange_upload(request, sha256)
+        self._start_watcher()
+        return self._uploads.exchange(request, sha256)
 
     def _exchange_trusted(self, request: Request, sha256: str) -> Answer:
-        lane = self._trusted
         for attempt in (1, 2):
-            worker = self._acquire(lane, sha256)
+            worker = self._acquire()
             try:
-                return self._run_on(worker, request, sha256, lane.timeout)
+                return run_on(worker, request, sha256, self._trusted.timeout)
             except WorkerCrashed:
                 if attempt == 2:
                     raise
             finally:
-                self._release(lane, worker)
+                self._release(worker)
         raise AssertionError("unreachable")
-
-    def _exchange_upload(self, request: Request, sha256: str) -> Answer:
-        self._check_quarantine(sha256)
-        lane = self._uploads
-        worker = self._acquire(lane, sha256)
-        try:
-            return self._run_on(worker, request, sha256, lane.timeout)
-        except (WorkerCrashed, WorkerTimeout) as exc:
-            raise self._quarantined(sha256, exc) from None
-        finally:
-            self._release(lane, worker)
-
-    def _check_quarantine(self, sha256: str) -> None:
-        with self._changed:
-            since, why = self._quarantine.get(sha256, (float("-inf"), ""))
-        ago = time.monotonic() - since
-        if ago < self.settings.quarantine_seconds:
-            left = self.settings.quarantine_seconds - ago
-            raise ModelCrashed(
-                f"the model {why} {ago:.0f} s ago; it is refused for {left:.0f} s more"
-            )
-
-    def _quarantined(self, sha256: str, exc: ServiceError) -> ModelCrashed:
-        if isinstance(exc, WorkerTimeout):
-            why = f"held its worker past the upload timeout ({self._uploads.timeout:g} s)"
-        elif isinstance(exc, AnswerMismatch):
-            why = "made its worker write answers that were not its frame's"
-        else:
-            why = f"crashed its worker ({exc.message})"
-        with self._changed:
-            self._quarantine[sha256] = (time.monotonic(), why)
-        return ModelCrashed(
-            f"the model {why}; it is refused for {self.settings.quarantine_seconds:g} s"
-        )
-
-    def _run_on(self, worker: Worker, request: Request, sha256: str, timeout: float) -> Answer:
-        worker.ran.add(sha256)
-        if sha256 in worker.models:
-            try:
-                answer = worker.exchange(_by_reference(request, sha256), timeout)
-                CACHE_HIT.inc()
-                return answer
-            except ModelUnknown:  # evicted from the worker's cache since: send it in full
-                worker.models.discard(sha256)
-        CACHE_MISS.inc()
-        answer = worker.exchange(request, timeout)
-        worker.models.add(sha256)  # only after it loaded and ran
-        return answer
 
     def trust(self, sha256: str) -> None:
         with self._changed:
@@ -382,20 +261,22 @@ class WorkerPool:
 
     def preload(self, request: Request) -> None:
         """Trust the model of `request` (the service's default) and run it on every worker of
-        the trusted lane, starting them all: the pool's warm-up."""
-        sha256 = _sha256(request)
+        the trusted lane, starting them all: the pool's warm-up. Then the upload lane's spares
+        start."""
+        sha256 = sha256_of(request)
         self.trust(sha256)
         self._warm_request = request
         self._start_watcher()
-        lane = self._trusted
-        held = [self._acquire(lane, "") for _ in range(lane.size)]
+        held = [self._acquire() for _ in range(self._trusted.size)]
         try:
             for worker in held:
                 if sha256 not in worker.models:
-                    self._run_on(worker, request, sha256, lane.timeout)
+                    run_on(worker, request, sha256, self._trusted.timeout)
         finally:
             for worker in held:
-                self._release(lane, worker)
+                self._release(worker)
+        if self.sandboxed:  # without a sandbox no upload runs, and spares would idle
+            self._uploads.start_spares()
 
     def stats(self) -> dict[str, int]:
         with self._changed:
@@ -404,9 +285,8 @@ class WorkerPool:
                 "started": self._trusted.count,
                 "idle": len(self._trusted.idle),
                 "waiting": self._trusted.waiting,
-                "upload_started": self._uploads.count,
-                "upload_idle": len(self._uploads.idle),
-                "restarts": self.restarts,
+                "restarts": self.restarts + self._uploads.restarts,
+                **self._uploads.stats(),
             }
 
     def close(self, grace: float = 10.0) -> None:
@@ -414,11 +294,11 @@ class WorkerPool:
         `grace` seconds for them; those still busy then are killed."""
         with self._changed:
             self._closed = True
-            idle = [w for lane in (self._trusted, self._uploads) for w in lane.idle]
-            for lane in (self._trusted, self._uploads):
-                lane.count -= len(lane.idle)
-                lane.idle.clear()
-                lane.freed.notify_all()
+            idle = [*self._trusted.idle, *self._uploads.close()]
+            self._trusted.count -= len(self._trusted.idle)
+            self._trusted.idle.clear()
+            self._trusted.freed.notify_all()
+        self._spawner.close()
         for worker in idle:
             worker.stop()
         deadline = time.monotonic() + grace
@@ -428,8 +308,7 @@ class WorkerPool:
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            stuck = [w for lane in (self._trusted, self._uploads) for w in lane.busy]
+            stuck = [*self._trusted.busy, *self._uploads.busy]
         for worker in stuck:
             logger.warning("worker %d still busy after %g s at shutdown: killed", worker.pid, grace)
             worker.kill()
-        self._spawner.shutdown(wait=False)

@@ -190,9 +190,10 @@ def classify_by_id():
     return _classify_by_id
 
 
-def _model_workers(server: Server) -> list[int]:
+def _model_workers(server: Server, trusted_only: bool = False) -> list[int]:
     """PIDs of the serve-mode worker processes under this server (not the bwrap processes
-    around them)."""
+    around them); `trusted_only`: the default model's lane alone (the upload lane's workers
+    import their runtime at start)."""
     ps = subprocess.run(
         ["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True
     )
@@ -209,7 +210,10 @@ def _model_workers(server: Server) -> list[int]:
     return [
         int(pid)
         for pid, _, args in rows
-        if "--serve" in args and not args.split()[0].endswith("bwrap") and under_server(int(pid))
+        if "--serve" in args
+        and not args.split()[0].endswith("bwrap")
+        and not (trusted_only and "--import-runtime" in args)
+        and under_server(int(pid))
     ]
 
 

@@ -88,7 +88,8 @@ def test_huge_fill_is_refused_by_the_cost_check(corpus: Path, guarded: Server, r
 @pytest.fixture(scope="module")
 def sandbox_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The allowlist switched off: the sandbox and the limits alone must hold."""
-    env = {"OP_ALLOWLIST": "0", "UPLOAD_TIMEOUT": "10", "POOL_SIZE": "1"}
+    # No spares: the worker a model runs in is then one started for it (the looping test).
+    env = {"OP_ALLOWLIST": "0", "UPLOAD_TIMEOUT": "10", "POOL_SIZE": "1", "UPLOAD_SPARES": "0"}
     server = start_gunicorn(tmp_path_factory.mktemp("sandbox-only"), env)
     yield server
     server.stop()

@@ -26,7 +26,7 @@ def samples(url: str) -> dict[tuple[str, tuple], float]:
 def test_metrics_count_what_happened(tmp_path: Path, model_workers, wait_for) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "2"})
     try:
-        wait_for(lambda: len(model_workers(server)) == 2)
+        wait_for(lambda: len(model_workers(server, trusted_only=True)) == 2)
         for _ in range(6):
             response = requests.post(
                 server.url + "/api/v1/classify", files={"image": CAT}, timeout=60
@@ -48,13 +48,16 @@ def test_metrics_count_what_happened(tmp_path: Path, model_workers, wait_for) ->
         assert values[("mobilenet_queue_depth", ())] == 0
 
         # An idle worker killed: the pool's watcher reaps and replaces it without any request.
-        victim = model_workers(server)[0]
+        victim = model_workers(server, trusted_only=True)[0]
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: samples(server.url).get(("mobilenet_worker_restarts_total", ())) == 1)
         wait_for(
-            lambda: len(model_workers(server)) == 2 and victim not in model_workers(server),
+            lambda: (
+                len(model_workers(server, trusted_only=True)) == 2
+                and victim not in model_workers(server, trusted_only=True)
+            ),
             describe=lambda: (
-                f"victim {victim}, workers {model_workers(server)}, server log: "
+                f"victim {victim}, workers {model_workers(server, trusted_only=True)}, server log: "
                 + server.log.read_text()[-3000:]
             ),
         )

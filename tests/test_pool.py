@@ -30,10 +30,10 @@ def test_pool_size_follows_cores_and_gunicorn_processes(
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "2"})
     try:
         # Warm-up starts every worker: cores (2) shared by 2 gunicorn processes = 1 each.
-        wait_for(lambda: len(model_workers(server)) == 2)
+        wait_for(lambda: len(model_workers(server, trusted_only=True)) == 2)
         for _ in range(6):
             assert classify(server).json()["predictions"][0]["label"] == "Egyptian cat"
-        assert len(model_workers(server)) == 2  # reused, not spawned per request
+        assert len(model_workers(server, trusted_only=True)) == 2  # reused, not spawned per request
     finally:
         server.stop()
 
@@ -43,9 +43,9 @@ def test_kill_9_during_a_request_retries_and_replaces(
 ) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "1", "POOL_SIZE": "1"})
     try:
-        wait_for(lambda: len(model_workers(server)) == 1)
+        wait_for(lambda: len(model_workers(server, trusted_only=True)) == 1)
         assert classify(server).status_code == 200
-        (victim,) = model_workers(server)
+        (victim,) = model_workers(server, trusted_only=True)
         big = tmp_path / "big.jpg"
         from PIL import Image
 
@@ -63,7 +63,12 @@ def test_kill_9_during_a_request_retries_and_replaces(
             assert answer.json()["predictions"][0]["label"] == "macaw"
         else:
             assert answer.json()["error"]["code"] == "worker_crashed"
-        wait_for(lambda: model_workers(server) and victim not in model_workers(server))
+        wait_for(
+            lambda: (
+                model_workers(server, trusted_only=True)
+                and victim not in model_workers(server, trusted_only=True)
+            )
+        )
         assert classify(server).json()["predictions"][0]["label"] == "Egyptian cat"
     finally:
         server.stop()
@@ -78,7 +83,7 @@ def test_overload_is_503_with_retry_after(tmp_path: Path, model_workers, wait_fo
     }
     server = start_gunicorn(tmp_path, env)
     try:
-        wait_for(lambda: len(model_workers(server)) == 1)
+        wait_for(lambda: len(model_workers(server, trusted_only=True)) == 1)
         with ThreadPoolExecutor(max_workers=12) as pool:
             answers = list(pool.map(lambda _: classify(server), range(12)))
         statuses = [a.status_code for a in answers]

@@ -1,6 +1,6 @@
 """The pool's rules, with fake workers and no processes: lanes, overload, retry, reaping,
-timeouts, quarantine, recycling and the bounded drain at shutdown (tests/test_pool.py runs the
-real thing)."""
+timeouts, quarantine, warm workers per uploaded model within a memory budget, spares, and the
+bounded drain at shutdown (tests/test_pool.py runs the real thing)."""
 
 from __future__ import annotations
 
@@ -39,16 +39,25 @@ def request(model: bytes) -> Request:
     return Request(header, model, bytes(3))
 
 
-class FakeWorker:
-    """Answers [[pid]]; what a frame does to it is decided by `FakeWorker.behaviour`."""
+TFLITE_UPLOAD = b"\x1c\x00\x00\x00TFL3 an uploaded TFLite model"
+MB = 1024 * 1024
 
-    behaviour: Callable[[FakeWorker, Request], None] = staticmethod(lambda worker, request: None)
+
+class FakeWorker:
+    """Answers [[pid]] (or what `FakeWorker.behaviour` returns); what a frame does to it is
+    decided by `FakeWorker.behaviour`. Each uses `FakeWorker.memory` bytes."""
+
+    behaviour: Callable[[FakeWorker, Request], Answer | None] = staticmethod(
+        lambda worker, request: None
+    )
     started: ClassVar[list[FakeWorker]] = []
     next_pid = 100
+    memory = 100 * MB
 
-    def __init__(self, launch: LaunchSettings, cache_mb: int) -> None:
+    def __init__(self, launch: LaunchSettings, cache_mb: int, runtime: str | None) -> None:
         FakeWorker.next_pid += 1
         self.pid = FakeWorker.next_pid
+        self.runtime = runtime
         self.models: set[str] = set()
         self.ran: set[str] = set()
         self.served = 0
@@ -69,8 +78,8 @@ class FakeWorker:
         if request.header.model_length == 0 and request.header.model_sha256 not in self.models:
             raise ModelUnknown("not held")
         self.frames.append(request)
-        FakeWorker.behaviour(self, request)
-        return [[float(self.pid)]], None
+        answer = FakeWorker.behaviour(self, request)
+        return answer if isinstance(answer, tuple) else ([[float(self.pid)]], None)
 
     def exit_description(self) -> str:
         return "killed by SIGSEGV" if self.dead else "still running"
@@ -92,8 +101,18 @@ def pools() -> Iterator[Callable[..., WorkerPool]]:
     made: list[WorkerPool] = []
 
     def make(**settings) -> WorkerPool:
-        options = {"size": 2, "launch": LaunchSettings(), "watch_interval": 0.05, **settings}
-        pool = WorkerPool(PoolSettings(**options), worker_class=FakeWorker)
+        options = {
+            "size": 2,
+            "launch": LaunchSettings(),
+            "watch_interval": 0.05,
+            "upload_spares": 0,
+            **settings,
+        }
+        pool = WorkerPool(
+            PoolSettings(**options),
+            worker_class=FakeWorker,
+            measure=lambda pids: dict.fromkeys(pids, FakeWorker.memory),
+        )
         pool.preload(request(DEFAULT))
         made.append(pool)
         return pool
@@ -103,8 +122,15 @@ def pools() -> Iterator[Callable[..., WorkerPool]]:
         pool.close(grace=0.1)
 
 
-def behave(rule: Callable[[FakeWorker, Request], None]) -> None:
+def behave(rule: Callable[[FakeWorker, Request], Answer | None]) -> None:
     FakeWorker.behaviour = staticmethod(rule)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.01)
 
 
 def test_preload_starts_and_warms_the_trusted_lane(pools) -> None:
@@ -236,15 +262,69 @@ def test_model_errors_are_not_quarantined(pools) -> None:
             pool.exchange(request(UPLOAD))
 
 
-def test_an_upload_worker_serves_one_model_and_a_bounded_number_of_frames(pools) -> None:
-    pool = pools(upload_size=1, upload_frames=3)
+def test_each_uploaded_model_stays_warm_in_a_worker_of_its_own(pools) -> None:
+    pool = pools(upload_size=1)
+    trusted = set(FakeWorker.started)
+    answers = [pool.exchange(request(model))[0][0][0] for model in (UPLOAD, OTHER) * 3]
+    uploads = [w for w in FakeWorker.started if w not in trusted]
+    assert len(uploads) == 2  # one process per model, each started once
+    assert answers == [uploads[0].pid, uploads[1].pid] * 3
+    for worker, model in zip(uploads, (UPLOAD, OTHER), strict=True):
+        sha256 = hashlib.sha256(model).hexdigest()
+        assert {f.header.model_sha256 for f in worker.frames} == {sha256}  # never another's
+        assert [f.header.model_length for f in worker.frames][1:] == [0, 0]  # named, not resent
+    assert pool.stats()["upload_warm"] == 2
+
+
+def test_a_model_no_worker_holds_goes_to_a_spare_of_its_runtime(pools) -> None:
+    pool = pools(launch=LaunchSettings(sandbox=object()), upload_spares=1)  # type: ignore[arg-type]
+
+    def spares() -> dict[str, int]:
+        return {w.runtime: w.pid for w in FakeWorker.started if w.runtime and not w.frames}
+
+    wait_until(lambda: set(spares()) == {"tflite", "tensorflow"})
+    ready = spares()
+    assert pool.exchange(request(TFLITE_UPLOAD))[0][0][0] == ready["tflite"]
+    assert pool.exchange(request(UPLOAD))[0][0][0] == ready["tensorflow"]
+    # each spare taken is replaced at once, with its runtime imported
+    wait_until(lambda: len(spares()) == 2 and set(spares().values()).isdisjoint(ready.values()))
+    assert pool.stats()["upload_spares"] == 2
+
+
+def test_past_the_memory_budget_the_least_recently_used_model_is_stopped(pools) -> None:
+    pool = pools(upload_memory_mb=250)  # room for two workers of 100 MB
     first = pool.exchange(request(UPLOAD))[0][0][0]
-    assert pool.exchange(request(OTHER))[0][0][0] != first  # a fresh worker for another model
     second = pool.exchange(request(OTHER))[0][0][0]
-    pool.exchange(request(OTHER))  # its third frame: retired after it
-    assert pool.exchange(request(OTHER))[0][0][0] != second
-    retired = [w for w in FakeWorker.started if w.stopped]
-    assert len(retired) == 2 and not any(w.dead for w in retired)
+    assert pool.exchange(request(UPLOAD))[0][0][0] == first  # UPLOAD is now the most recent
+    third = pool.exchange(request(TFLITE_UPLOAD))[0][0][0]
+    stopped = [w.pid for w in FakeWorker.started if w.stopped]
+    assert stopped == [second]  # OTHER's, the least recently used
+    assert pool.exchange(request(UPLOAD))[0][0][0] == first
+    assert pool.exchange(request(TFLITE_UPLOAD))[0][0][0] == third
+    assert pool.stats()["upload_memory_mb"] == 200
+
+
+def test_a_worker_that_could_not_load_its_model_is_never_handed_another(pools) -> None:
+    pool = pools()
+    behave(lambda worker, req: (_ for _ in ()).throw(InvalidModel("no")) if req.model else None)
+    with pytest.raises(InvalidModel):
+        pool.exchange(request(UPLOAD))
+    refused = FakeWorker.started[-1]
+    assert refused.stopped and not refused.dead
+    behave(lambda worker, req: None)
+    assert pool.exchange(request(OTHER))[0][0][0] != refused.pid
+
+
+def test_a_converted_model_stays_with_the_worker_that_converted_it(pools) -> None:
+    """A Keras file's registration stores the GraphDef its worker converted it to; the frames
+    that follow send that GraphDef, and find it already loaded."""
+    converted = b"the GraphDef a Keras file was converted to"
+    behave(lambda worker, req: ([[1.0]], {"converted_model": converted}) if req.model else None)
+    pool = pools()
+    converter = pool.exchange(request(UPLOAD)) and FakeWorker.started[-1]
+    behave(lambda worker, req: None)
+    assert pool.exchange(request(converted))[0][0][0] == converter.pid
+    assert converter.frames[-1].header.model_length == 0  # named by sha256, not resent
 
 
 def test_the_watcher_reaps_idle_workers_that_die_or_write_unasked_and_refills(pools) -> None:

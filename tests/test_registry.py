@@ -192,7 +192,7 @@ def test_store_survives_restart_and_kill_during_registration(
     finally:
         first.stop()
 
-    second = start_gunicorn(tmp_path, env)
+    second = start_gunicorn(tmp_path, {**env, "UPLOAD_SPARES": "0"})  # a worker started for it
     assert classify_by_id(second.url, bird, IMAGES / "parrot.jpg")["predictions"][0]["label"] == (
         "Ara macao (Scarlet Macaw)"
     )

@@ -100,8 +100,8 @@ def test_inside_the_sandbox(bwrap: str, tmp_path: Path, monkeypatch) -> None:
 def test_pool_workers_run_inside_the_sandbox(tmp_path: Path, model_workers, wait_for) -> None:
     server = start_gunicorn(tmp_path, {"WEB_CONCURRENCY": "1", "POOL_SIZE": "1"})
     try:
-        wait_for(lambda: len(model_workers(server)) == 1)
-        (pid,) = model_workers(server)
+        wait_for(lambda: len(model_workers(server, trusted_only=True)) == 1)
+        (pid,) = model_workers(server, trusted_only=True)
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
         assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from worker.limits import Limits
-from worker.runtimes import RuntimeOptions
+from worker.runtimes import RUNTIMES, RuntimeOptions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--serve: the file descriptor to write answers to (default: stdout's, moved)",
     )
     parser.add_argument(
+        "--import-runtime",
+        choices=RUNTIMES,
+        help="--serve: import this runtime before the first frame (a spare worker, started "
+        "in advance so that a model's first frame pays only for its load)",
+    )
+    parser.add_argument(
         "--cache-mb",
         type=int,
         default=1024,
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from worker.serve import main as serve_stream
 
         limits.apply(long_lived=True)
-        return serve_stream(options, args.cache_mb, limits, args.answer_fd)
+        return serve_stream(options, args.cache_mb, limits, args.answer_fd, args.import_runtime)
     from worker.oneshot import main as oneshot
 
     return oneshot(options, limits)

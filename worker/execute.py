@@ -39,6 +39,9 @@ def _model_for(request: Request, options: RuntimeOptions, cache: ModelCache | No
     )
     if cache is not None:
         cache.put(sha256, model, len(request.model))
+        converted = getattr(model, "converted", None)
+        if converted is not None:  # later frames send what a registration stores: this
+            cache.put(hashlib.sha256(converted).hexdigest(), model, len(converted))
     return model
 
 

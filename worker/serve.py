@@ -19,7 +19,7 @@ from worker.cache import ModelCache
 from worker.execute import execute
 from worker.framing import read_request
 from worker.limits import Limits
-from worker.runtimes import RuntimeOptions
+from worker.runtimes import RuntimeOptions, import_runtime
 
 
 def serve(
@@ -66,7 +66,15 @@ def answer_channel(answer_fd: int | None) -> BinaryIO:
     return os.fdopen(channel, "wb")
 
 
-def main(options: RuntimeOptions, cache_mb: int, limits: Limits, answer_fd: int | None) -> int:
+def main(
+    options: RuntimeOptions,
+    cache_mb: int,
+    limits: Limits,
+    answer_fd: int | None,
+    runtime: str | None = None,
+) -> int:
     answers = answer_channel(answer_fd)
+    if runtime is not None:  # after the answer channel: what the import prints goes to stderr
+        import_runtime(runtime)
     # Unbuffered: each read goes straight into the frame's buffers (worker/framing.py).
     return serve(sys.stdin.buffer.raw, answers, options, cache_mb * 1024 * 1024, limits)

@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from protocol import InputShapeMismatch, InvalidModel, Normalization
-from protocol.formats import detect_format
+from protocol.formats import RUNTIMES, detect_format
 from worker.allowlist import check_tflite
 from worker.cost import check_tflite_cost
 
@@ -36,6 +36,21 @@ class RuntimeOptions:
     # Refuse operations outside worker/allowlist.py before anything runs (trusted models only
     # may go without). The static cost check (worker/cost.py) applies to every model.
     check_ops: bool = True
+
+
+__all__ = ["RUNTIMES", "LoadedModel", "RuntimeOptions", "import_runtime", "load_model"]
+
+
+def import_runtime(runtime: str) -> None:
+    """Import a runtime ahead of any model (protocol.formats.RUNTIMES): LiteRT with the
+    flatbuffer schema its checks read, or TensorFlow."""
+    if runtime == "tflite":
+        import ai_edge_litert.interpreter
+        import ai_edge_litert.schema_py_generated  # noqa: F401
+    elif runtime == "tensorflow":
+        import tensorflow  # noqa: F401
+    else:
+        raise ValueError(f"no runtime {runtime!r}; one of {RUNTIMES}")
 
 
 def load_model(

@@ -1,0 +1,115 @@
+"""What the pool's two lanes share: the Worker they hand frames to, the one thread that starts
+workers, running a frame on a worker (naming its model by sha256 when the worker holds it),
+and reaping a worker that died."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from protocol import ModelUnknown, Request
+from supervisor.launcher import LaunchSettings
+from supervisor.metrics import CACHE_HIT, CACHE_MISS, WORKER_RESTARTS
+from supervisor.transport import Answer
+
+logger = logging.getLogger("gunicorn.error")
+
+
+class Worker(Protocol):
+    """What the pool needs of a worker process (WarmWorker, or a test's fake)."""
+
+    models: set[str]  # sha256 of the models it holds (loaded and ran)
+    ran: set[str]  # sha256 of every model it was sent a frame for, loaded or not
+    served: int  # frames it was given
+    runtime: str | None  # the runtime it imported when it started (a spare's), or None
+
+    @property
+    def pid(self) -> int: ...
+
+    def alive(self) -> bool: ...
+
+    def unsolicited_output(self) -> bool: ...
+
+    def exchange(self, request: Request, timeout: float) -> Answer: ...
+
+    def exit_description(self) -> str: ...
+
+    def stderr_tail(self) -> str: ...
+
+    def kill(self) -> None: ...
+
+    def stop(self, grace: float = 5.0) -> None: ...
+
+
+# (launch settings, model cache budget in MB, runtime to import at start or None) -> a worker
+WorkerClass = Callable[[LaunchSettings, int, str | None], Worker]
+
+
+class Spawner:
+    """Starts every worker from one thread: the sandbox kills a worker when the thread that
+    started it ends (bwrap's --die-with-parent is PR_SET_PDEATHSIG, which is per thread), and
+    the threads that ask for workers (requests, the warm-up) end."""
+
+    def __init__(self, worker_class: WorkerClass, launch: LaunchSettings, cache_mb: int) -> None:
+        self._worker_class = worker_class
+        self._launch = launch
+        self._cache_mb = cache_mb
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-spawner")
+
+    def start(self, runtime: str | None = None) -> Worker:
+        """A new worker, now (OSError when it cannot be started)."""
+        return self.start_later(runtime).result()
+
+    def start_later(self, runtime: str | None = None) -> Future[Worker]:
+        return self._thread.submit(self._worker_class, self._launch, self._cache_mb, runtime)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def sha256_of(request: Request) -> str:
+    return request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+
+
+def _by_reference(request: Request, sha256: str) -> Request:
+    header = dataclasses.replace(request.header, model_length=0, model_sha256=sha256)
+    return Request(header, b"", request.pixels)
+
+
+def run_on(worker: Worker, request: Request, sha256: str, timeout: float) -> Answer:
+    """The answer of `worker` to `request`: by sha256 alone when the worker holds the model,
+    in full when it does not (or evicted it since). A model the worker converted (a Keras
+    file's GraphDef, which the registration stores and later frames send) is held too."""
+    worker.ran.add(sha256)
+    if sha256 in worker.models:
+        try:
+            answer = worker.exchange(_by_reference(request, sha256), timeout)
+            CACHE_HIT.inc()
+            return answer
+        except ModelUnknown:  # evicted from the worker's cache since: send it in full
+            worker.models.discard(sha256)
+    CACHE_MISS.inc()
+    answer = worker.exchange(request, timeout)
+    worker.models.add(sha256)  # only after it loaded and ran
+    converted = (answer[1] or {}).get("converted_model")
+    if isinstance(converted, bytes):
+        worker.models.add(hashlib.sha256(converted).hexdigest())
+    return answer
+
+
+def log_reaped(lane: str, worker: Worker, why: str) -> None:
+    """Kill a worker that failed and say why, with the end of its stderr."""
+    worker.kill()
+    logger.warning(
+        "%s worker %d %s (%s); the end of its stderr: %s",
+        lane,
+        worker.pid,
+        why,
+        worker.exit_description(),
+        worker.stderr_tail() or "(nothing)",
+    )
+    WORKER_RESTARTS.inc()
