@@ -69,8 +69,8 @@ class RemoteClassifier:
             self.model_id = model
             return model
         assert labels is not None, "a model file comes with its labels"
-        body, content_type = encode_multipart(
-            {"name": path.name},
+        body, content_type = encode_multipart(  # named after the file, as the server makes it
+            {},
             [("model", path.name, path.read_bytes()), ("labels", labels.name, labels.read_bytes())],
         )
         self.model_id = self._post("/api/v1/models", body, content_type)["id"]

@@ -15,6 +15,7 @@ from frontend.errors import PayloadTooLarge
 from frontend.request import Request
 from frontend.views import api, health, models, openapi, page, tf_serving, v2
 from protocol import ServiceError
+from supervisor.transport import Transport
 
 
 def _error_response(error: ServiceError) -> tuple[Response, int]:
@@ -48,7 +49,11 @@ def _register_error_handlers(app: Flask) -> None:
         return jsonify({"error": body}), error.code or 500
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    test_config: dict[str, Any] | None = None, transport: Transport | None = None
+) -> Flask:
+    """`transport`: how models are run; by default the one WORKER_TRANSPORT names (tests give
+    a fake, as gunicorn's tests give its arbiter a fake worker class)."""
     app = Flask(__name__)
     app.request_class = Request
     app.config.from_mapping(from_environment())
@@ -56,7 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     _register_error_handlers(app)
     security.init_app(app)
-    service.init_app(app)
+    service.init_app(app, transport)
     metrics.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)

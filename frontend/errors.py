@@ -113,7 +113,16 @@ class Unauthorized(BadRequest):
 
 
 class ModelNameAmbiguous(BadRequest):
+    """Several models registered before names were unique share the name asked for."""
+
     code = "model_name_ambiguous"
+    status = 409
+
+
+class ModelNameTaken(BadRequest):
+    """Another model holds the name a registration or a rename asks for."""
+
+    code = "model_name_taken"
     status = 409
 
 

@@ -148,9 +148,14 @@ def _multipart(properties: dict[str, Any], required: list[str]) -> dict[str, Any
 
 
 _BINARY = {"type": "string", "format": "binary"}
-_MODEL_ID = path_parameter("model_id", "the model's id (sha256 of its bytes)")
+_MODEL_KEY = path_parameter("key", "the model's id or name")
+_NAME = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+    "description": "unique; not 64 hex digits, not 'default'",
+}
 _MODEL_FIELDS = {
-    "model": {"type": "string", "description": "a registered model's id"},
+    "model": {"type": "string", "description": "a registered model's id or name"},
     "model_file": _BINARY,
     "label_file": _BINARY,
 }
@@ -240,7 +245,7 @@ DOCUMENT: dict[str, Any] = {
                     {
                         "model": _BINARY,
                         "labels": _BINARY,
-                        "name": {"type": "string"},
+                        "name": _NAME,
                         "input_tensor": {"type": "string"},
                         "output_tensor": {"type": "string"},
                         **_NORMALIZATION_FIELDS,
@@ -248,18 +253,42 @@ DOCUMENT: dict[str, Any] = {
                     ["model", "labels"],
                 ),
                 "responses": {
-                    "200": _json(_ref("Model"), "already registered (same bytes)"),
+                    "200": _json(
+                        _ref("Model"),
+                        "already registered (same bytes, labels and options); renamed when "
+                        "another name was asked (renamed_from)",
+                    ),
                     "201": _json(_ref("Model"), "registered"),
-                    **_errors(400, 401, 403, 413, 422, 429, 502, 503, 504, 507),
+                    **_errors(400, 401, 403, 409, 413, 422, 429, 502, 503, 504, 507),
                 },
             },
         },
-        "/api/v1/models/{model_id}": {
-            "parameters": [_MODEL_ID],
+        "/api/v1/models/{key}": {
+            "parameters": [_MODEL_KEY],
             "get": {
                 "summary": "Describe a model",
                 "security": _BEARER,
                 "responses": {"200": _json(_ref("Model"), "the model"), **_errors(401, 404)},
+            },
+            "patch": {
+                "summary": "Rename a model",
+                "security": _BEARER,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"name": _NAME},
+                                "required": ["name"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Model"), "renamed (renamed_from: the old name)"),
+                    **_errors(400, 401, 404, 409),
+                },
             },
             "delete": {
                 "summary": "Delete a model",
@@ -270,8 +299,8 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
         },
-        "/api/v1/models/{model_id}/classify": {
-            "parameters": [_MODEL_ID],
+        "/api/v1/models/{key}/classify": {
+            "parameters": [_MODEL_KEY],
             "post": {
                 "summary": "Classify an image with a registered model",
                 "security": _BEARER,

@@ -8,6 +8,10 @@ means for the next one (its name is a label for people, not part of what it is).
 again is 200 with the entry as it is; the same bytes with other labels or options are a new
 entry, and the answer names the others and what they differ in.
 
+The same model registered again with another `name` is renamed (the answer says from what);
+a name another model holds is 409 (frontend/catalog.py). Bytes that are no model format are
+refused before any worker sees them (protocol/formats.py).
+
 A registration stores what workers run: a Keras file's converted GraphDef, with the upload's
 format and sha256 under `source`. Uploads that are not registered go through the same
 preparation (`prepare`), kept in memory instead of the store."""
@@ -18,14 +22,16 @@ import dataclasses
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from frontend.catalog import Catalog, check_name, name_from_filename
 from frontend.errors import InvalidField, ModelTooLarge
 from frontend.labels import align_labels, parse_labels
 from frontend.models import ModelSource
 from frontend.normalization import detect
 from frontend.store import ModelStore, StoredModel
-from protocol import Normalization, Request, RequestHeader
+from protocol import Normalization, Request, RequestHeader, detect_format
 from supervisor.transport import Transport
 
 
@@ -130,37 +136,61 @@ def registration_id(
     return hashlib.sha256(json.dumps([IDENTITY, fields], sort_keys=True).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Registered:
+    stored: StoredModel
+    created: bool
+    renamed_from: str | None = None  # the same model registered again under another name
+
+
+def check_upload(blob: bytes, max_bytes: int) -> None:
+    """What an uploaded model must be before any worker sees it: not empty, within
+    MAX_MODEL_BYTES, and one of the formats taken (UnknownModelFormat, 422, at once)."""
+    if not blob:
+        raise InvalidField("the model file is empty (0 bytes)")
+    if len(blob) > max_bytes:
+        raise ModelTooLarge(f"the model is {len(blob)} bytes, over MAX_MODEL_BYTES={max_bytes}")
+    detect_format(blob)
+
+
 def register(
-    store: ModelStore,
+    catalog: Catalog,
     transport: Transport,
     blob: bytes,
     labels: bytes,
     *,
-    name: str,
+    name: str | None,
+    filename: str = "",
     max_bytes: int,
     input_tensor: str | None = None,
     output_tensor: str | None = None,
     normalization: Normalization | None = None,
     input_size: tuple[int, int] | None = None,
     replace: bool = False,
-) -> tuple[StoredModel, bool]:
-    """The stored model and whether it is new. `replace`: store it whatever the store holds
-    under its id (the default model, rebuilt at start-up)."""
-    if not blob:
-        raise InvalidField("the model file is empty (0 bytes)")
-    if len(blob) > max_bytes:
-        raise ModelTooLarge(f"the model is {len(blob)} bytes, over MAX_MODEL_BYTES={max_bytes}")
+) -> Registered:
+    """`name`: the one asked for (unique), or None for one made from `filename`. `replace`:
+    store it whatever the store holds under its id, with its name as given (the default
+    model, rebuilt at start-up)."""
+    check_upload(blob, max_bytes)
+    if name is not None and not replace:
+        check_name(name)
+    store = catalog.store
     normalization = normalization or Normalization()
-    model_sha256 = hashlib.sha256(blob).hexdigest()
     lines = parse_labels(labels)
     model_id = registration_id(
-        model_sha256, lines, input_tensor, output_tensor, normalization, input_size
-    )
+        hashlib.sha256(blob).hexdigest(), lines, input_tensor, output_tensor, normalization,
+        input_size,
+    )  # fmt: skip
     existing = store.get(model_id)
     if existing is not None and not replace:
-        return existing, False
+        if name is None or name == existing.manifest.get("name"):
+            return Registered(existing, False)
+        renamed, old_name = catalog.rename(model_id, name)
+        return Registered(renamed, False, old_name)
+    if name is not None and not replace:
+        catalog.check_free(name, model_id)  # before the model runs; again when it is stored
     upload = ModelSource(
-        name=name,
+        name=name or filename or "model",
         blob=blob,
         label_lines=tuple(lines),
         origin="registered",
@@ -186,9 +216,15 @@ def register(
     }
     if replace:
         if existing is not None and _same(existing, manifest, labels):
-            return existing, False  # nothing to rebuild: no folder swap under other readers
-        return store.replace(manifest, runnable, labels), existing is None
-    return store.add(manifest, runnable, labels)
+            return Registered(existing, False)  # nothing to rebuild: no folder swap under others
+        return Registered(store.replace(manifest, runnable, labels), existing is None)
+    with store.locked():
+        if name is None:
+            manifest["name"] = catalog.free_name(name_from_filename(filename), model_id)
+        else:
+            catalog.check_free(name, model_id)
+        stored, created = store.add(manifest, runnable, labels)
+    return Registered(stored, created)
 
 
 def uploaded_sha256(manifest: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
+from frontend.catalog import DEFAULT_ALIAS, Catalog
 from frontend.classify import (
     Classification,
     ImageOptions,
@@ -28,7 +29,6 @@ from frontend.classify import (
 from frontend.errors import (
     DefaultModelMissing,
     ModelIsDefault,
-    ModelNameAmbiguous,
     ModelNotFound,
     TooManyImages,
     TooManyRegistrations,
@@ -38,11 +38,19 @@ from frontend.explain import OcclusionMap, occlusion_map
 from frontend.images import prepare_image, set_large_decodes
 from frontend.labels import Labels
 from frontend.models import ModelSource, default_files, from_manifest, from_stored
-from frontend.registry import describe_request, prepare, register, registration_id
+from frontend.registry import (
+    Registered,
+    check_upload,
+    describe_request,
+    prepare,
+    register,
+    registration_id,
+)
 from frontend.store import ModelStore, StoredModel
 from frontend.workers import make_transport
 from protocol import Normalization, SandboxUnavailable, ServiceError
 from supervisor.config import pool_size
+from supervisor.transport import Transport
 
 current_logger = logging.getLogger("gunicorn.error")
 SOURCE_CACHE_SIZE = 8
@@ -70,12 +78,13 @@ class RecentCheck:
 
 
 class Service:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], transport: Transport | None = None) -> None:
         self.config = config
         self.store = ModelStore(
             Path(config["MODEL_STORE"]), config["STORE_MAX_MODELS"], config["STORE_MAX_BYTES"]
         )
-        self.transport = make_transport(config)
+        self.catalog = Catalog(self.store)
+        self.transport = transport or make_transport(config)
         self._default_lock = threading.Lock()
         self._default: StoredModel | None = None  # it cannot be deleted, so it is kept
         # Stored models as ready-to-send sources (bytes and labels in memory), most recent last.
@@ -110,11 +119,11 @@ class Service:
             # Ours: it never runs beside uploads, not even for its own registration probe.
             self.transport.trust(sha256)
             # Ours, not an upload: registered without the sandbox check.
-            stored, _ = self._register(
+            registered = self._register(
                 blob, labels_path.read_bytes(), name=model_path.name, replace=True
             )
-            self._default = stored
-            return stored
+            self._default = registered.stored
+            return registered.stored
 
     def _default_sha256(self) -> str | None:
         try:
@@ -139,9 +148,10 @@ class Service:
             "(install bubblewrap, or set ALLOW_UNSANDBOXED_MODELS=1 to accept the risk)"
         )
 
-    def register(
-        self, blob: bytes, labels: bytes, client: str = "", **options: Any
-    ) -> tuple[StoredModel, bool]:
+    def register(self, blob: bytes, labels: bytes, client: str = "", **options: Any) -> Registered:
+        """`options`: name (None: one made of `filename`), filename, input_tensor,
+        output_tensor, normalization, input_size (frontend/registry.py)."""
+        check_upload(blob, self.config["MAX_MODEL_BYTES"])
         self._require_sandbox(hashlib.sha256(blob).hexdigest())
         self._count_registration(client)
         with self._upload_slot(client):
@@ -183,9 +193,9 @@ class Service:
                 if not self._uploads[client]:
                     del self._uploads[client]
 
-    def _register(self, blob: bytes, labels: bytes, **options: Any) -> tuple[StoredModel, bool]:
+    def _register(self, blob: bytes, labels: bytes, **options: Any) -> Registered:
         return register(
-            self.store,
+            self.catalog,
             self.transport,
             blob,
             labels,
@@ -193,20 +203,34 @@ class Service:
             **options,
         )
 
-    def stored(self, model_id: str) -> StoredModel:
-        found = self.store.get(model_id)
-        if found is None:
-            raise ModelNotFound(f"no model with id {model_id!r}; GET /api/v1/models lists them")
-        return found
+    def stored(self, key: str) -> StoredModel:
+        """A stored model by id or name; `default` is the default model."""
+        return self.default_model() if self._is_default_key(key) else self.catalog.find(key)
 
-    def delete(self, model_id: str) -> None:
-        self.stored(model_id)
-        if self.is_default(model_id):
+    def _is_default_key(self, key: str) -> bool:
+        if key == DEFAULT_ALIAS:
+            return True
+        try:
+            return key == self.default_model().manifest["name"]
+        except DefaultModelMissing:
+            return False
+
+    def rename(self, key: str, name: str) -> tuple[StoredModel, str]:
+        """The model renamed (frontend/catalog.py), and its old name."""
+        if self.is_default(self.stored(key).id):
+            raise ModelIsDefault("the default model cannot be renamed")
+        return self.catalog.rename(key, name)
+
+    def delete(self, key: str) -> str:
+        """Delete a model by id or name; its id."""
+        stored = self.stored(key)
+        if self.is_default(stored.id):
             raise ModelIsDefault("the default model cannot be deleted")
         with self._sources_lock:
-            self._sources.pop(model_id, None)
-        if not self.store.delete(model_id):
-            raise ModelNotFound(f"no model with id {model_id!r}")
+            self._sources.pop(stored.id, None)
+        if not self.store.delete(stored.id):
+            raise ModelNotFound(f"no model with id {stored.id!r}")
+        return stored.id
 
     def _source(self, stored: StoredModel, origin: str) -> ModelSource:
         with self._sources_lock:
@@ -233,6 +257,7 @@ class Service:
         labels and options, else prepared as a registration is, frontend/registry.py, and kept
         in memory), a stored model by id, or the default."""
         if upload is not None:
+            check_upload(upload.blob, self.config["MAX_MODEL_BYTES"])
             self._require_sandbox(upload.sha256)
             normalization = normalization or Normalization()
             key = registration_id(
@@ -242,11 +267,7 @@ class Service:
             if known is not None:
                 return self._source(known, "registered")
             return self._prepared(upload, key, normalization, input_size, client)
-        if model_id:
-            stored = self.stored(model_id)
-            self._require_sandbox(stored.manifest["sha256"])
-            return self._source(stored, "registered")
-        return self._source(self.default_model(), "default")
+        return self.model(model_id or DEFAULT_ALIAS)
 
     def _prepared(
         self,
@@ -291,29 +312,15 @@ class Service:
 
     # --- classification --------------------------------------------------------------------
 
-    def named(self, name: str, version: str | None = None) -> ModelSource:
-        """A stored model by id or by its name, as the Open Inference Protocol and TF Serving
-        address models; `default` and the default model's name are the default. A `version`
-        other than MODEL_VERSION is not found."""
+    def model(self, key: str, version: str | None = None) -> ModelSource:
+        """A model to run, by id or name (`default` and the default model's name are the
+        default), as every route and the CLI name models. A `version` other than
+        MODEL_VERSION is not found (the Open Inference Protocol and TF Serving ask)."""
         if version is not None and version != MODEL_VERSION:
-            raise ModelNotFound(f"model {name!r} has only version {MODEL_VERSION}, not {version!r}")
-        try:
-            default = self.default_model()
-        except DefaultModelMissing:
-            default = None
-        if default is not None and name in ("default", default.manifest["name"]):
-            return self._source(default, "default")
-        stored = self.store.get(name)
-        if stored is None:
-            matches = [m for m in self.store.list() if m.manifest.get("name") == name]
-            if not matches:
-                raise ModelNotFound(f"no model with id or name {name!r}; GET /api/v1/models")
-            if len(matches) > 1:
-                raise ModelNameAmbiguous(
-                    f"{len(matches)} models are named {name!r}: use an id, one of "
-                    + ", ".join(m.id for m in matches)
-                )
-            stored = matches[0]
+            raise ModelNotFound(f"model {key!r} has only version {MODEL_VERSION}, not {version!r}")
+        if self._is_default_key(key):
+            return self._source(self.default_model(), "default")
+        stored = self.catalog.find(key)
         self._require_sandbox(stored.manifest["sha256"])
         return self._source(stored, "registered")
 
@@ -424,9 +431,9 @@ class Service:
         )
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, transport: Transport | None = None) -> None:
     set_large_decodes(app.config["LARGE_DECODES"])
-    app.extensions["mobilenet"] = Service(app.config)
+    app.extensions["mobilenet"] = Service(app.config, transport)
 
 
 def get_service() -> Service:

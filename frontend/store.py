@@ -3,18 +3,22 @@ registration id (frontend/registry.py: the model's bytes, labels and options tog
 `model.bin`, `labels.txt` and `manifest.json`.
 
 Writes are atomic: a model is written into a hidden temporary folder, every file fsynced, then
-the folder is renamed into place and the parent fsynced. A crash leaves either nothing or the
-whole model; hidden leftovers of a crash are removed when the store opens. Quotas bound what it
-holds: at most `max_models` models and `max_bytes` bytes of model files.
+the folder is renamed into place and the parent fsynced; a manifest is rewritten beside itself
+and renamed over. A crash leaves either nothing or the whole model; hidden leftovers of a crash
+are removed when the store opens. Quotas bound what it holds: at most `max_models` models and
+`max_bytes` bytes of model files. `locked()` serialises the changes whose checks read the whole
+store (a name must be free when it is taken) across every process that opens it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from frontend.errors import StoreFull, StoreUnavailable
 
 MODEL_FILE, LABELS_FILE, MANIFEST_FILE = "model.bin", "labels.txt", "manifest.json"
 PARTIAL_PREFIX = ".partial-"
+LOCK_FILE = ".lock"  # flock()ed by `locked()`; its mtime moves with every rename
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def _fsync_folder(path: Path) -> None:
         os.close(descriptor)
 
 
-def _is_model_id(name: str) -> bool:
+def is_model_id(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
@@ -72,8 +77,36 @@ class ModelStore:
         except OSError as exc:
             raise StoreUnavailable(f"the model store {root} cannot be opened: {exc}") from None
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the store among every thread and process that asks for it."""
+        with (self.root / LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def generation(self) -> tuple[int, int]:
+        """Changes whenever a model is added, replaced, deleted or renamed (by any process)."""
+        lock = self.root / LOCK_FILE
+        return self.root.stat().st_mtime_ns, lock.stat().st_mtime_ns if lock.exists() else 0
+
+    def rewrite_manifest(self, model_id: str, manifest: dict[str, Any]) -> StoredModel:
+        """Replace a stored model's manifest (a rename), atomically."""
+        folder = self.root / model_id
+        fresh = folder / f"{PARTIAL_PREFIX}{MANIFEST_FILE}"
+        try:
+            _write_synced(fresh, json.dumps(manifest, indent=2).encode())
+            os.rename(fresh, folder / MANIFEST_FILE)
+            _fsync_folder(folder)
+            os.utime(self.root / LOCK_FILE)
+        except OSError as exc:
+            raise StoreUnavailable(f"the model's manifest could not be written: {exc}") from None
+        return self._stored(model_id)
+
     def get(self, model_id: str) -> StoredModel | None:
-        if not _is_model_id(model_id):
+        if not is_model_id(model_id):
             return None
         folder = self.root / model_id
         try:
@@ -83,7 +116,7 @@ class ModelStore:
         return StoredModel(folder, manifest)
 
     def list(self) -> list[StoredModel]:
-        found = (self.get(p.name) for p in sorted(self.root.iterdir()) if _is_model_id(p.name))
+        found = (self.get(p.name) for p in sorted(self.root.iterdir()) if is_model_id(p.name))
         return sorted((m for m in found if m), key=lambda m: m.manifest.get("created", 0))
 
     def _check_quota(self, adding: int) -> None:

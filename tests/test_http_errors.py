@@ -54,8 +54,8 @@ CASES = {
             "label_file": ("l.txt", IMAGENET_LABELS.read_bytes()),
         },
         422,
-        "model_invalid",
-        "GraphDef",
+        "model_format_unknown",
+        "frozen GraphDef (.pb)",
     ),
     "custom-op tflite": (
         {

@@ -79,9 +79,14 @@ def test_bird_rows_by_id(registry: Server, bird_id: str, row: Expected, classify
 
 
 def test_same_bytes_same_id(registry: Server, bird_id: str, register) -> None:
-    again = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="other name")
+    again = register(registry.url, BIRD_MODEL, BIRD_LABELS)
     assert again.status_code == 200
     assert again.json()["id"] == bird_id and again.json()["name"] == "birds"
+    renamed = register(registry.url, BIRD_MODEL, BIRD_LABELS, name="birds-api")
+    assert renamed.status_code == 200 and renamed.json()["id"] == bird_id
+    assert renamed.json()["name"] == "birds-api" and renamed.json()["renamed_from"] == "birds"
+    back = requests.patch(f"{registry.url}/api/v1/models/birds-api", json={"name": "birds"})
+    assert back.status_code == 200 and back.json()["name"] == "birds"
 
 
 def test_model_parameter_on_classify(registry: Server, bird_id: str) -> None:
@@ -212,7 +217,7 @@ def test_store_survives_restart_and_kill_during_registration(
     frozen_id = registration_id(sha256_of(FROZEN_MODEL), IMAGENET_LABELS.read_text().splitlines())
     assert not (store / frozen_id).exists()
     for folder in store.iterdir():
-        if not folder.name.startswith(PARTIAL_PREFIX):
+        if folder.is_dir() and not folder.name.startswith(PARTIAL_PREFIX):
             assert (folder / MANIFEST_FILE).is_file() and (folder / MODEL_FILE).is_file()
 
     third = start_gunicorn(tmp_path, env)

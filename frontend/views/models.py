@@ -1,5 +1,6 @@
 """The model registry under /api/v1/models, in the style of TensorFlow Serving's model
-resources: register, list, describe, delete, and classify by id."""
+resources: register, list, describe, rename, delete, and classify. A model is named in a path
+by its id or its name."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from frontend import auth, forms
-from frontend.errors import MissingField
+from frontend.errors import InvalidField, MissingField
 from frontend.registry import other_registrations
 from frontend.service import get_service
 from frontend.store import StoredModel
@@ -26,22 +27,24 @@ def register() -> tuple[Response, int]:
     model, labels = request.files.get("model"), request.files.get("labels")
     if model is None or labels is None:
         raise MissingField("register with multipart fields 'model' and 'labels'")
-    normalization = forms.normalization(request)
-    stored, created = get_service().register(
+    registered = get_service().register(
         model.read(),
         labels.read(),
         client=request.remote_addr or "",
-        name=request.values.get("name") or model.filename or "model",
+        name=request.values.get("name") or None,
+        filename=model.filename or "",
         input_tensor=request.values.get("input_tensor") or None,
         output_tensor=request.values.get("output_tensor") or None,
-        normalization=normalization,
+        normalization=forms.normalization(request),
         input_size=forms.input_size(request),
     )
-    answer = _public(stored)
-    others = other_registrations(get_service().store, stored)
+    answer = _public(registered.stored)
+    if registered.renamed_from is not None:  # the same model again, under another name
+        answer["renamed_from"] = registered.renamed_from
+    others = other_registrations(get_service().store, registered.stored)
     if others:  # the same bytes registered with other labels or options: say so
         answer["other_registrations"] = others
-    return jsonify(answer), 201 if created else 200
+    return jsonify(answer), 201 if registered.created else 200
 
 
 @bp.get("")
@@ -52,26 +55,37 @@ def list_models() -> Response:
     return jsonify({"models": [_public(m) for m in service.store.list()]})
 
 
-@bp.get("/<model_id>")
+@bp.get("/<key>")
 @auth.api
-def describe(model_id: str) -> Response:
-    return jsonify(_public(get_service().stored(model_id)))
+def describe(key: str) -> Response:
+    return jsonify(_public(get_service().stored(key)))
 
 
-@bp.delete("/<model_id>")
+@bp.patch("/<key>")
 @auth.admin
-def delete(model_id: str) -> Response:
-    get_service().delete(model_id)
-    return jsonify({"deleted": model_id})
+def rename(key: str) -> Response:
+    """{"name": ...} as JSON or a form field: the model's new name."""
+    body = request.get_json(silent=True) if request.is_json else request.values
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name:
+        raise InvalidField('rename with {"name": "<new name>"} (JSON) or a form field name')
+    stored, old_name = get_service().rename(key, name)
+    return jsonify({**_public(stored), "renamed_from": old_name})
 
 
-@bp.post("/<model_id>/classify")
+@bp.delete("/<key>")
+@auth.admin
+def delete(key: str) -> Response:
+    return jsonify({"deleted": get_service().delete(key)})
+
+
+@bp.post("/<key>/classify")
 @auth.api
-def classify(model_id: str) -> Response:
+def classify(key: str) -> Response:
     service = get_service()
     result = service.classify(
         forms.image_bytes(request, "image"),
-        service.resolve(None, model_id),
+        service.model(key),
         forms.normalization(request),
         forms.top_k(request, service.config["DEFAULT_TOP_K"]),
         client=request.remote_addr or "",

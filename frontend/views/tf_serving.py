@@ -46,7 +46,7 @@ def _images(body: Any, key: str) -> list[bytes]:
 
 def _classify(name: str, key: str) -> list[Classification]:
     service = get_service()
-    model = get_service().named(name)
+    model = get_service().model(name)
     data = request.get_data()
     # Each image is an object or two; base64 has no braces. Counted before parsing, as a small
     # object costs a Python dict many times its text.
@@ -70,7 +70,7 @@ def _classify(name: str, key: str) -> list[Classification]:
 @bp.get("/<name>/versions/<version>")
 @auth.api
 def status(name: str, version: str | None = None) -> Response:
-    get_service().named(name, version)
+    get_service().model(name, version)
     return jsonify(
         {
             "model_version_status": [
@@ -87,7 +87,7 @@ def status(name: str, version: str | None = None) -> Response:
 @bp.get("/<name>/metadata")
 @auth.api
 def metadata(name: str) -> Response:
-    model = get_service().named(name)
+    model = get_service().model(name)
     height, width = model.size(get_service().config["INPUT_SIZE"])
     return jsonify(
         {

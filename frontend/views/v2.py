@@ -92,14 +92,14 @@ def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
 @bp.get("/models/<name>/versions/<version>")
 @auth.api
 def model_metadata(name: str, version: str | None = None) -> Response:
-    return jsonify(_metadata(get_service().named(name, version), name))
+    return jsonify(_metadata(get_service().model(name, version), name))
 
 
 @bp.get("/models/<name>/ready")
 @bp.get("/models/<name>/versions/<version>/ready")
 @auth.api
 def model_ready(name: str, version: str | None = None) -> Response:
-    get_service().named(name, version)  # 404 when there is no such model
+    get_service().model(name, version)  # 404 when there is no such model
     return jsonify({"name": name, "ready": True})
 
 
@@ -159,7 +159,7 @@ def _outputs(results: list[Result], classes: int, top_k: int) -> list[Tensor]:
 @bp.post("/models/<name>/versions/<version>/infer")
 @auth.api
 def infer(name: str, version: str | None = None) -> Response:
-    model = get_service().named(name, version)
+    model = get_service().model(name, version)
     accepted = {"image": {"BYTES"}, "input": {"UINT8", "FP32"}}
     parsed = parse_infer_request(
         request.get_data(),
