@@ -6,10 +6,12 @@ and trusts one proxy hop for the client's address (TRUSTED_PROXY_HOPS=1); nginx 
 public port. Both are children of this process,
 which passes SIGTERM and SIGINT on to them and ends when either ends, stopping the other.
 FRONT_PROXY=none serves gunicorn alone on BIND (then slow clients can hold its threads). The
-access log (ACCESS_LOG) is written by nginx, or by gunicorn when it serves alone."""
+access log (ACCESS_LOG) is written by nginx, or by gunicorn when it serves alone. Once the
+default model answers through nginx, one line says where the page is: `ready: http://...`."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +56,48 @@ def _wait_for_socket(path: Path, process: subprocess.Popen, seconds: float = 120
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"frontend: gunicorn did not listen on {path} within {seconds:g} s")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=30)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self._path))
+
+
+def _ready(upstream: Path, port: int) -> bool:
+    """/readyz answers 200 from gunicorn (the default model ran) and nginx takes connections
+    (asked without a request, so that no line of ours is in the access log)."""
+    try:
+        connection = _UnixHTTPConnection(upstream)
+        connection.request("GET", "/readyz")
+        if connection.getresponse().status != 200:
+            return False
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _announce_when_ready(
+    bind: str, upstream: Path, nginx: subprocess.Popen, seconds: float = 300
+) -> None:
+    """One line once the page can be used: `ready: URL`."""
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    shown = "localhost" if host in ("", "0.0.0.0", "::") else host
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and nginx.poll() is None:
+        if _ready(upstream, int(port)) and nginx.poll() is None:
+            print(f"ready: http://{shown}:{port}/", flush=True)
+            return
+        time.sleep(0.5)
+    if nginx.poll() is None:
+        print(f"frontend: not ready after {seconds:g} s (GET /readyz says why)", file=sys.stderr)
 
 
 def _nginx_log_path(access_log: str) -> str:
@@ -110,6 +155,8 @@ def main() -> int:
         children.append(app)
         _wait_for_socket(upstream, app)
         children.append(subprocess.Popen([nginx, "-c", str(conf), "-p", run_dir]))
+        announce = (bind, upstream, children[-1])
+        threading.Thread(target=_announce_when_ready, args=announce, daemon=True).start()
         # Whichever ends first ends the other; nginx stops at once, gunicorn after its drain.
         while all(child.poll() is None for child in children):
             time.sleep(0.2)

@@ -9,6 +9,7 @@ taken from a mirror. A file whose checksum does not match is an error and is nev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,12 +119,34 @@ def install(item: ModelFile, source: str, dest: Path) -> None:
         ) from None
 
 
-def derive(item: ModelFile, dest: Path) -> None:
-    from tools.frozen_graph import build_graph_def
+@contextlib.contextmanager
+def native_stderr_kept() -> Iterator[None]:
+    """TensorFlow's native libraries write their start-up log (oneDNN, CUDA, CPU features) to
+    file descriptor 2 as they load, whatever TF_CPP_MIN_LOG_LEVEL says: kept aside here, and
+    shown only if what runs under it fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as kept:
+        os.dup2(kept.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            kept.seek(0)
+            sys.stderr.write(kept.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
+
+def derive(item: ModelFile, dest: Path) -> None:
     assert item.derived_from is not None
     source = (dest / item.derived_from).read_bytes()
-    _install(item, dest, lambda partial: partial.write_bytes(build_graph_def(source)))
+    with native_stderr_kept():
+        from tools.frozen_graph import build_graph_def
+
+        _install(item, dest, lambda partial: partial.write_bytes(build_graph_def(source)))
 
 
 def source_for(item: ModelFile, mirror: str | None, url_base: str | None) -> str | None:
