@@ -32,11 +32,12 @@ MODEL_TYPES = ".tflite,.lite,.pb,.h5,.hdf5,.keras,.zip,.tar.gz,.tgz"
 
 
 def _page(**context) -> str:
-    token_required = bool(get_service().config["API_TOKEN"])
+    config = get_service().config
     return render_template(
         "index.html",
         models=_model_choices(),
-        token_required=token_required,
+        token_required=bool(config["API_TOKEN"]),
+        admin_token=bool(config["ADMIN_TOKEN"]),
         model_types=MODEL_TYPES,
         **context,
     )
