@@ -1,13 +1,16 @@
 """mobilenet-classify: every photo in a folder classified, one row each, into a CSV or JSON
 Lines file.
 
-    mobilenet-classify PHOTOS_DIR --out results.csv [--model ID|FILE --labels FILE]
+    mobilenet-classify PHOTOS_DIR --out results.csv [--model ID|NAME|FILE --labels FILE]
                        [--server URL] [--top-k 5] [--batch 8] [--concurrency 4]
+                       [--retry-errors]
 
 With --server the photos go to that server's API, several per call; without it, workers are
 started here (MODEL_DIR, MODEL_STORE and the other settings as for the server). Rows already in
-the output are skipped, so an interrupted run goes on where it stopped. An image that cannot be
-classified is a row with its error; an error about the model or the server stops the run.
+the output are skipped, so a run stopped with Ctrl-C goes on where it stopped; --retry-errors
+classifies again the images whose rows are errors. An image that cannot be classified is a row
+with its error; a file that cannot be read is left out; an error about the model or the server
+stops the run.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import csv
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,29 +43,69 @@ class Classifier(Protocol):
     def close(self) -> None: ...
 
 
-def find_images(folder: Path) -> list[str]:
-    """Paths of the images under `folder`, relative to it, sorted."""
-    return sorted(
-        path.relative_to(folder).as_posix()
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
+def _readable(path: Path) -> bool:
+    try:
+        with path.open("rb"):
+            return True
+    except OSError:
+        return False
+
+
+def find_images(folder: Path) -> tuple[list[str], int]:
+    """Paths of the images under `folder` that can be read, relative to it, sorted; and how
+    many image files could not be read (left out)."""
+    found = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    readable = [p for p in found if _readable(p)]
+    paths = sorted(path.relative_to(folder).as_posix() for path in readable)
+    return paths, len(found) - len(readable)
+
+
+def _is_error(row: dict[str, Any]) -> bool:
+    return bool(row.get("error_code") or row.get("error"))
+
+
+def _read_rows(out: Path) -> list[dict[str, Any]]:
+    """The output's rows (a JSON Lines line cut short when a run stopped is left out)."""
+    with out.open(newline="") as handle:
+        if out.suffix == ".csv":
+            return list(csv.DictReader(handle))
+        rows = []
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("path"):
+                rows.append(row)
+        return rows
 
 
 def done_already(out: Path) -> set[str]:
     """The paths the output already has a row for."""
     if not out.exists():
         return set()
-    with out.open(newline="") as handle:
+    return {row["path"] for row in _read_rows(out) if row.get("path")}
+
+
+def drop_error_rows(out: Path) -> int:
+    """Rewrite the output without its error rows (so those images are classified again);
+    how many were dropped. The new file replaces the old one whole."""
+    if not out.exists():
+        return 0
+    rows = _read_rows(out)
+    kept = [row for row in rows if not _is_error(row)]
+    fresh = out.with_name(out.name + ".partial")
+    with fresh.open("w", newline="") as handle:
         if out.suffix == ".csv":
-            return {row["path"] for row in csv.DictReader(handle) if row.get("path")}
-        done = set()
-        for line in handle:
-            try:
-                done.add(json.loads(line)["path"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short when the last run stopped: classified again
-        return done
+            with out.open(newline="") as existing:
+                columns = next(csv.reader(existing), [])
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        else:
+            handle.writelines(json.dumps(row) + "\n" for row in kept)
+    os.replace(fresh, out)
+    return len(rows) - len(kept)
 
 
 class RowWriter:
@@ -122,22 +167,41 @@ def _read(folder: Path, batch: list[str]) -> list[tuple[str, bytes]]:
     return [(path, (folder / path).read_bytes()) for path in batch]
 
 
-def run(args: argparse.Namespace, classifier: Classifier) -> dict[str, Any]:
-    """Classifies what the output does not have yet; returns the summary."""
+@contextmanager
+def waiting(what: str) -> Iterator[None]:
+    """A line on stderr saying what is under way and for how long, until it is done."""
+    with tqdm(desc=what, bar_format="{desc}: {elapsed}", file=sys.stderr) as line:
+        done = threading.Event()
+        ticker = threading.Thread(target=lambda: _tick(line, done), daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+
+
+def _tick(line: tqdm, done: threading.Event) -> None:
+    while not done.wait(0.25):
+        line.refresh()
+
+
+def run(args: argparse.Namespace, classifier: Classifier, model: str) -> dict[str, Any]:
+    """Classifies what the output does not have yet; returns the summary. Rows are written as
+    answers come, so a run stopped midway keeps what it did."""
     folder: Path = args.photos
-    paths = find_images(folder)
+    retried = drop_error_rows(args.out) if args.retry_errors else 0
+    paths, unreadable = find_images(folder)
     done = done_already(args.out)
     todo = [p for p in paths if p not in done]
-    model = classifier.use_model(args.model, args.labels)
     writer = RowWriter(args.out, args.top_k)
     counts: Counter[str] = Counter()
     top_labels: Counter[str] = Counter()
     started = time.monotonic()
+    # Not a `with`: on Ctrl-C its exit would wait for every call in flight.
+    pool = ThreadPoolExecutor(args.concurrency)
     try:
-        with (
-            ThreadPoolExecutor(args.concurrency) as pool,
-            tqdm(total=len(todo), unit="img", desc="classifying", file=sys.stderr) as progress,
-        ):
+        with tqdm(total=len(todo), unit="img", desc="classifying", file=sys.stderr) as progress:
             calls = pool.map(
                 lambda batch: classifier.classify(_read(folder, batch), args.top_k),
                 _batches(todo, args.batch),
@@ -152,10 +216,13 @@ def run(args: argparse.Namespace, classifier: Classifier) -> dict[str, Any]:
                         top_labels[answer["predictions"][0]["label"]] += 1
                 progress.update(len(batch))
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         writer.close()
     seconds = time.monotonic() - started
     return {
         "images": len(paths),
+        "unreadable": unreadable,
+        "retried": retried,
         "skipped": len(paths) - len(todo),
         "classified": counts["classified"],
         "errors": counts["errors"],
@@ -172,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("photos", type=Path, metavar="PHOTOS_DIR")
     parser.add_argument("--out", type=Path, required=True, help="results.csv or results.jsonl")
-    parser.add_argument("--model", help="a registered model's id, or a model file")
+    parser.add_argument("--model", help="a registered model's id or name, or a model file")
     parser.add_argument("--labels", type=Path, help="the labels of a model file")
     parser.add_argument("--server", help="URL of a running server; without it, workers start here")
     parser.add_argument(
@@ -183,6 +250,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8, help="images per call")
     parser.add_argument("--concurrency", type=int, default=4, help="calls at once")
+    parser.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="classify again the images whose rows in --out are errors",
+    )
     return parser
 
 
@@ -205,24 +277,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    if args.server:
-        classifier: Classifier = RemoteClassifier(args.server, args.token)
-    else:
-        from client.local import LocalClassifier  # the service's own code: only when needed
-
-        classifier = LocalClassifier()
+    classifier: Classifier | None = None
     try:
-        summary = run(args, classifier)
+        with waiting("starting workers" if not args.server else f"connecting to {args.server}"):
+            if args.server:
+                classifier = RemoteClassifier(args.server, args.token)
+            else:
+                from client.local import LocalClassifier  # the service's own code: when needed
+
+                classifier = LocalClassifier()
+            model = classifier.use_model(args.model, args.labels)
+        summary = run(args, classifier, model)
+    except KeyboardInterrupt:
+        # Every row written so far is in --out; calls in flight are dropped, not waited for.
+        print("\nstopped; run again to continue", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     except (ServiceError, ServerError) as exc:
         message = exc.message if isinstance(exc, ServiceError) else str(exc)
         print(json.dumps({"error": message}), file=sys.stderr)
         return 1
     finally:
-        classifier.close()
+        if classifier is not None:
+            classifier.close()
+    left_out = summary["unreadable"]
     print(
         f"{summary['classified']} classified, {summary['errors']} errors, "
         f"{summary['skipped']} already in {summary['out']}, "
-        f"{summary['seconds']} s ({summary['images_per_second']} images/s)",
+        + (f"{left_out} files that cannot be read left out, " if left_out else "")
+        + f"{summary['seconds']} s ({summary['images_per_second']} images/s)",
         file=sys.stderr,
     )
     print(json.dumps(summary))

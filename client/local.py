@@ -8,13 +8,15 @@ from typing import Any
 
 from frontend.config import from_environment
 from frontend.models import ModelSource, uploaded_model
+from frontend.registry import describe_request
 from frontend.service import Service
 from protocol import Normalization, ServiceError
 
 
 class LocalClassifier:
     def __init__(self) -> None:
-        self.service = Service(from_environment())
+        # One model per run: no spare workers for models it will never switch to.
+        self.service = Service({**from_environment(), "UPLOAD_SPARES": 0})
         self.model: ModelSource | None = None
 
     def use_model(self, model: str | None, labels: Path | None) -> str:
@@ -25,6 +27,8 @@ class LocalClassifier:
             self.model = self.service.resolve(upload, None)
         else:
             self.model = self.service.resolve(None, model)
+        if self.model.origin == "default":  # start its workers now, while the user waits
+            self.service.transport.preload(describe_request(self.model))
         return self.model.describe()["id"] or self.model.name
 
     def classify(self, images: list[tuple[str, bytes]], top_k: int) -> list[dict[str, Any]]:

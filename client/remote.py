@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,20 @@ class RemoteClassifier:
         self.model_id: str | None = None
 
     def _post(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:
+        return self._call("POST", path, body, {"Content-Type": content_type})
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """The JSON answer; a busy server (429, 503) is asked again after its Retry-After."""
-        headers = {"Content-Type": content_type}
+        headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url + path, body, headers, method="POST")
+        request = urllib.request.Request(self.url + path, body, headers, method=method)
         for attempt in range(RETRIES + 1):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -60,12 +70,13 @@ class RemoteClassifier:
         raise AssertionError("unreachable")
 
     def use_model(self, model: str | None, labels: Path | None) -> str:
-        """An id as it is; a model file registered first (with its labels). Returns what the
-        answers will be labelled with."""
+        """An id or a name as it is, once the server says it has it; a model file registered
+        first (with its labels). Returns what the answers will be labelled with."""
         if model is None:
             return "default"
         path = Path(model)
         if not path.is_file():
+            self._call("GET", "/api/v1/models/" + urllib.parse.quote(model, safe=""))
             self.model_id = model
             return model
         assert labels is not None, "a model file comes with its labels"

@@ -7,12 +7,15 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS
+import requests
+from conftest import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS
 
 SCRIPT = Path(sys.executable).parent / "mobilenet-classify"
 PHOTOS = {
@@ -115,6 +118,7 @@ def test_without_a_server_it_starts_workers_itself(photos: Path, tmp_path: Path)
         env={"MODEL_DIR": str(MODELS), "MODEL_STORE": str(tmp_path / "store")},
     )
     assert result.returncode == 0, result.stderr
+    assert "starting workers: " in result.stderr  # while the model's workers start
     entries = {e["path"]: e for e in map(json.loads, out.read_text().splitlines())}
     for path, label in PHOTOS.items():
         assert entries[path]["predictions"][0]["label"] == label
@@ -131,3 +135,103 @@ def test_usage_errors_are_clear(photos: Path, tmp_path: Path, base_url: str) -> 
     )
     assert unknown.returncode == 1
     assert "model_not_found" in json.loads(unknown.stderr.strip().splitlines()[-1])["error"]
+
+
+def _unreadable_image(folder: Path) -> Path:
+    """An image file this process cannot open: a file without permissions, or as root (whom
+    permissions do not stop) a link to a write-only kernel attribute."""
+    path = folder / "locked.jpg"
+    if os.geteuid() != 0:
+        shutil.copy(IMAGES / "cat.jpg", path)
+        path.chmod(0)
+    else:
+        path.symlink_to(next(Path("/sys/bus").glob("*/uevent")))
+    with pytest.raises(PermissionError):
+        path.open("rb")
+    return path
+
+
+def test_stopped_with_ctrl_c_it_says_so_and_goes_on_where_it_stopped(
+    tmp_path: Path, base_url: str
+) -> None:
+    photos = tmp_path / "many"
+    photos.mkdir()
+    for index in range(300):
+        shutil.copy(IMAGES / "cat.jpg", photos / f"cat_{index:03}.jpg")
+    out = tmp_path / "many.jsonl"
+    command = [str(SCRIPT), str(photos), "--server", base_url, "--out", str(out)]
+    running = subprocess.Popen(
+        [*command, "--batch", "1", "--concurrency", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not out.exists() or len(out.read_text().splitlines()) < 5:
+        assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+        time.sleep(0.05)
+    running.send_signal(signal.SIGINT)
+    stdout, stderr = running.communicate(timeout=30)
+    assert running.returncode == 130, stderr
+    assert stderr.rstrip().endswith("stopped; run again to continue")
+    assert "Traceback" not in stderr and stdout == ""
+    kept = len(out.read_text().splitlines())
+    assert 5 <= kept < 300
+
+    again = _run(*command[1:])
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["skipped"] == kept and summary["classified"] == 300 - kept
+    paths = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert sorted(paths) == sorted(p.name for p in photos.iterdir())  # each once
+
+
+def test_retry_errors_classifies_failed_rows_again(
+    photos: Path, tmp_path: Path, base_url: str
+) -> None:
+    out = tmp_path / "results.csv"
+    first = _run(str(photos), "--server", base_url, "--out", str(out))
+    assert json.loads(first.stdout)["errors"] == 1
+    shutil.copy(IMAGES / "bird.jpg", photos / "broken.jpg")  # mended
+    plain = _run(str(photos), "--server", base_url, "--out", str(out))
+    assert json.loads(plain.stdout)["classified"] == 0  # its error row stands
+    retried = _run(str(photos), "--server", base_url, "--out", str(out), "--retry-errors")
+    assert retried.returncode == 0, retried.stderr
+    summary = json.loads(retried.stdout)
+    assert (summary["retried"], summary["classified"], summary["errors"]) == (1, 1, 0)
+    rows = _csv_rows(out)
+    assert rows["broken.jpg"]["label_1"] == "chickadee" and not rows["broken.jpg"]["error"]
+    with out.open() as handle:
+        assert sum(1 for _ in handle) == 1 + 5  # the header and one row per image
+
+
+def test_files_that_cannot_be_read_are_left_out(
+    photos: Path, tmp_path: Path, base_url: str
+) -> None:
+    _unreadable_image(photos)
+    out = tmp_path / "results.jsonl"
+    result = _run(str(photos), "--server", base_url, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["images"], summary["unreadable"]) == (5, 1)
+    assert "1 files that cannot be read left out" in result.stderr
+    assert "locked.jpg" not in out.read_text()
+
+
+def test_by_name_and_with_progress_while_its_workers_start(
+    photos: Path, tmp_path: Path, base_url: str
+) -> None:
+    registered = requests.post(
+        base_url + "/api/v1/models",
+        files={"model": BIRD_MODEL.read_bytes(), "labels": BIRD_LABELS.read_bytes()},
+        data={"name": "cli-birds"},
+        timeout=120,
+    )
+    assert registered.status_code in (200, 201), registered.text
+    out = tmp_path / "birds.jsonl"
+    by_name = _run(str(photos), "--server", base_url, "--out", str(out), "--model", "cli-birds")
+    assert by_name.returncode == 0, by_name.stderr
+    entries = {e["path"]: e for e in map(json.loads, out.read_text().splitlines())}
+    assert entries["parrot.jpg"]["model"] == "cli-birds"
+    assert entries["parrot.jpg"]["predictions"][0]["label"] == "Ara macao (Scarlet Macaw)"
+    assert "connecting to" in by_name.stderr
