@@ -6,7 +6,8 @@ on), registers the frozen GraphDef, and drives load with `ab` at concurrency 1, 
 224 px JPEG and a 12 MP JPEG (a real photo upscaled), with the default TFLite model and the
 frozen GraphDef. Beside it, in the same run: the raw in-process throughput of the same models
 (one runtime per core, image prepared once), the plain Flask peer (bench/peer_app.py: the same
-model in-process behind gunicorn, no sandbox) and the spawn-a-worker-per-request baseline. The
+model in-process behind gunicorn, no sandbox), the spawn-a-worker-per-request baseline, and
+one client alternating among four registered models of four formats (bench/own_models.py). The
 CPU each server used per request comes from /proc; what each spends outside the model is also
 measured directly, with a model that costs nothing (bench/overhead.py). Prints a table of
 ratios, writes bench/results/latest.json and bench/results/latest.png, each naming the CPU and
@@ -29,6 +30,7 @@ from bench.loadgen import multipart_body, run_ab
 from bench.many_images import many_against_single
 from bench.memory import measure_memory
 from bench.overhead import measure_overhead, print_overhead
+from bench.own_models import measure_own_models, print_own_models
 from bench.peers import start_peer
 from bench.raw import raw_throughput
 from bench.setup import (
@@ -217,8 +219,9 @@ def main() -> None:
             folder, images["224px"], 1000 if args.quick else 5000, 1 if args.quick else 3
         )
         if args.peers:
-            batching, spawn, memory = [], {}, {}
+            batching, spawn, memory, own = [], {}, {}, {}
         else:
+            own = measure_own_models(folder, args.quick)
             batching = measure_batching(folder, images["224px"], args.quick)
             spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
             memory = measure_memory(
@@ -246,6 +249,7 @@ def main() -> None:
         "timings_12mp_ms": timing_12mp,
         "many_images": many,
         "memory": memory,
+        "own_models": own,
     }
     if args.peers:
         print_peers(results)
@@ -339,6 +343,7 @@ def print_table(results: dict) -> None:
         f"{memory['rss_after_first_mib']:.0f} MiB after the first 10 %, "
         f"{memory['rss_after_last_mib']:.0f} MiB after the last ({memory['change']:+.1%})"
     )
+    print_own_models(results["own_models"])
     small, large = find(results, "tflite", "224px", 1), find(results, "tflite", "12MP", 1)
     timing = results["timings_12mp_ms"]
     print(

@@ -25,6 +25,17 @@ BATCH_SIZE = Histogram(
     "Images per frame sent by dynamic batching (BATCH_MAX_SIZE > 1)",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
 )
+WARM_MODELS = Gauge(
+    "mobilenet_warm_workers",
+    "Upload-lane workers holding a model (registered or uploaded), summed over processes",
+    multiprocess_mode="livesum",
+)
+UPLOAD_MEMORY = Gauge(
+    "mobilenet_upload_memory_bytes",
+    "Anonymous memory of the upload lane's workers, spares included, as last measured "
+    "(UPLOAD_MEMORY_MB bounds it)",
+    multiprocess_mode="livesum",
+)
 QUEUE_DEPTH = Gauge(
     "mobilenet_queue_depth", "Requests waiting for a model worker", multiprocess_mode="livesum"
 )

@@ -40,7 +40,7 @@ from protocol import (
 from protocol.formats import RUNTIME_OF, RUNTIMES, detect_format
 from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on
 from supervisor.memory import MemoryMeasure, tree_memory
-from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY
+from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY, UPLOAD_MEMORY, WARM_MODELS
 from supervisor.transport import Answer
 
 NAME = "upload"
@@ -216,6 +216,9 @@ class ModelLane:
                 doomed.append(worker)
         for worker in doomed:
             self._stop(worker, f"the lane is over UPLOAD_MEMORY_MB={self.settings.memory_mb}")
+        with self._lock:
+            WARM_MODELS.set(len(self.idle) + len(self.busy))
+            UPLOAD_MEMORY.set(sum(self._memory.values()))
 
     def memory_bytes(self) -> int:
         with self._lock:
