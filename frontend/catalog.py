@@ -44,7 +44,7 @@ class Catalog:
     def __init__(self, store: ModelStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._generation: tuple[int, int] | None = None
+        self._generation: int | None = None
         self._ids_by_name: dict[str, list[str]] = {}
 
     def _by_name(self) -> dict[str, list[str]]:

@@ -27,7 +27,6 @@ from frontend.errors import StoreFull, StoreUnavailable
 
 MODEL_FILE, LABELS_FILE, MANIFEST_FILE = "model.bin", "labels.txt", "manifest.json"
 PARTIAL_PREFIX = ".partial-"
-LOCK_FILE = ".lock"  # flock()ed by `locked()`; its mtime moves with every rename
 
 
 @dataclass(frozen=True)
@@ -79,18 +78,21 @@ class ModelStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive use of the store among every thread and process that asks for it."""
-        with (self.root / LOCK_FILE).open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Exclusive use of the store among every thread and process that asks for it: a lock
+        on its folder (no file of its own, so a read-only or full store can still be read)."""
+        try:
+            folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise StoreUnavailable(f"the model store {self.root} cannot be opened: {exc}") from None
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)  # which releases the lock
 
-    def generation(self) -> tuple[int, int]:
+    def generation(self) -> int:
         """Changes whenever a model is added, replaced, deleted or renamed (by any process)."""
-        lock = self.root / LOCK_FILE
-        return self.root.stat().st_mtime_ns, lock.stat().st_mtime_ns if lock.exists() else 0
+        return self.root.stat().st_mtime_ns
 
     def rewrite_manifest(self, model_id: str, manifest: dict[str, Any]) -> StoredModel:
         """Replace a stored model's manifest (a rename), atomically."""
@@ -100,7 +102,7 @@ class ModelStore:
             _write_synced(fresh, json.dumps(manifest, indent=2).encode())
             os.rename(fresh, folder / MANIFEST_FILE)
             _fsync_folder(folder)
-            os.utime(self.root / LOCK_FILE)
+            os.utime(self.root)  # a new generation: every process reads the names again
         except OSError as exc:
             raise StoreUnavailable(f"the model's manifest could not be written: {exc}") from None
         return self._stored(model_id)

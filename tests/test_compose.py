@@ -79,7 +79,8 @@ def test_tcp_worker_reports_model_errors(tcp_stack: Server) -> None:
         tcp_stack.url + "/api/v1/classify",
         files={
             "image": (IMAGES / "cat.jpg").read_bytes(),
-            "model_file": ("m.pb", b"\x01" * 500),
+            # TFLite's file identifier, so it passes the frontend's sniff and reaches a worker
+            "model_file": ("m.tflite", b"\x1c\x00\x00\x00TFL3" + b"\x01" * 500),
             "label_file": ("l.txt", b"a\nb\n"),
         },
         timeout=60,

@@ -184,8 +184,12 @@ def test_squatting_a_public_model_changes_nothing_for_its_owner(server: Server) 
     bird, real = BIRD_MODEL.read_bytes(), BIRD_LABELS.read_bytes()
     fake = b"\n".join(b"Cassin's Finch" for _ in real.splitlines())
     squatted = register(server.url, bird, fake, name="birds", input_mean="0", input_std="1")
-    owned = register(server.url, bird, real, name="birds")
-    assert squatted.status_code == 201 and owned.status_code == 201, (squatted.text, owned.text)
+    assert squatted.status_code == 201, squatted.text
+    # Names are first come (README): the owner is told who holds it, and takes another.
+    taken = register(server.url, bird, real, name="birds")
+    assert taken.status_code == 409 and squatted.json()["id"] in taken.json()["error"]["message"]
+    owned = register(server.url, bird, real, name="my-birds")
+    assert owned.status_code == 201, owned.text
     assert owned.json()["id"] != squatted.json()["id"]
     assert owned.json()["normalization"] == {"mode": "raw"}
     by_owner = requests.post(
@@ -198,8 +202,9 @@ def test_squatting_a_public_model_changes_nothing_for_its_owner(server: Server) 
         server.url, (IMAGES / "parrot.jpg").read_bytes(), model_file=bird, label_file=real
     )
     assert one_off.json()["predictions"][0]["label"] == "Ara macao (Scarlet Macaw)"
-    again = register(server.url, bird, real, name="other name")
+    again = register(server.url, bird, real)
     assert again.status_code == 200 and again.json()["id"] == owned.json()["id"]
+    assert again.json()["name"] == "my-birds"
     assert requests.delete(f"{server.url}/api/v1/models/{squatted.json()['id']}", timeout=10).ok
 
 

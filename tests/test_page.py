@@ -209,12 +209,13 @@ def test_register_in_the_page_then_pick_it_and_delete_it(
 
 
 def test_a_name_that_is_taken_is_said_in_the_page(browser: Browser, registry, tmp_path) -> None:
-    requests.post(
+    holder = requests.post(  # bytes of their own: no other test's registration of the model
         registry.url + "/api/v1/models",
-        files={"model": BIRD_MODEL.read_bytes(), "labels": BIRD_LABELS.read_bytes()},
+        files={"model": BIRD_MODEL.read_bytes() + b"holder", "labels": BIRD_LABELS.read_bytes()},
         data={"name": "page-birds"},
         timeout=120,
     )
+    assert holder.status_code == 201, holder.text
     other = tmp_path / "other_birds.tflite"
     other.write_bytes(BIRD_MODEL.read_bytes() + b"other")  # other bytes: another model
     context = browser.new_context(base_url=registry.url)

@@ -49,7 +49,7 @@ BAD = {
         {"image": CAT, "model_file": b"\x08\x01" * 300, "label_file": b"a\nb\n"},
         {},
         422,
-        "model_invalid",
+        "model_format_unknown",
     ),
 }
 # Three good for every bad one: a quarter of the requests are bad.

@@ -79,7 +79,7 @@ def test_garbage_model_is_a_json_error(tmp_path) -> None:
     garbage.write_bytes(bytes(range(256)) * 40)
     result = pipe(str(garbage), str(IMAGES / "cat.jpg"))
     assert result.returncode == 3
-    assert json.loads(result.stdout)["error"]["code"] == "model_invalid"
+    assert json.loads(result.stdout)["error"]["code"] == "model_format_unknown"
 
 
 def test_custom_op_model_is_a_json_error(broken_model: Path) -> None:
