@@ -151,7 +151,6 @@ class Service:
     def register(self, blob: bytes, labels: bytes, client: str = "", **options: Any) -> Registered:
         """`options`: name (None: one made of `filename`), filename, input_tensor,
         output_tensor, normalization, input_size (frontend/registry.py)."""
-        check_upload(blob, self.config["MAX_MODEL_BYTES"])
         self._require_sandbox(hashlib.sha256(blob).hexdigest())
         self._count_registration(client)
         with self._upload_slot(client):
@@ -255,7 +254,7 @@ class Service:
     ) -> ModelSource:
         """What to run: an upload (the stored entry when it is registered with exactly these
         labels and options, else prepared as a registration is, frontend/registry.py, and kept
-        in memory), a stored model by id, or the default."""
+        in memory), a stored model by id or name, or the default."""
         if upload is not None:
             check_upload(upload.blob, self.config["MAX_MODEL_BYTES"])
             self._require_sandbox(upload.sha256)

@@ -42,8 +42,20 @@ def wait_until_up(
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def _tree(root: int) -> list[int]:
-    """`root` and all its descendants, from /proc."""
+def _is_model_worker(pid: int) -> bool:
+    """A model worker, or the sandbox around one (bwrap)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return Path(command[0].decode(errors="replace")).name == "bwrap" or (
+        command[1:3] == [b"-m", b"worker"]
+    )
+
+
+def _tree(root: int, without_workers: bool = False) -> list[int]:
+    """`root` and all its descendants, from /proc; `without_workers`: not the model workers
+    (nor what they started)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -54,15 +66,18 @@ def _tree(root: int) -> list[int]:
     found, queue = [], [root]
     while queue:
         pid = queue.pop()
+        if without_workers and _is_model_worker(pid):
+            continue
         found.append(pid)
         queue.extend(children.get(pid, []))
     return found
 
 
-def tree_rss_mib(root: int) -> float:
-    """Resident memory of `root` and all its descendants, from /proc."""
+def tree_rss_mib(root: int, without_workers: bool = False) -> float:
+    """Resident memory of `root` and all its descendants, from /proc; `without_workers`: the
+    frontend's own (gunicorn and nginx), not the model workers'."""
     total = 0
-    for pid in _tree(root):
+    for pid in _tree(root, without_workers):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
