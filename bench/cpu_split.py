@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from bench.loadgen import multipart_body, run_ab
 from bench.raw import raw_throughput
 from bench.setup import DEFAULT_MODEL, MODELS, make_images
 from frontend.images import prepare_image
-from tools.server import start_frontend, tree_cpu_seconds
+from tools.server import start_frontend, tree_cpu_seconds, wait_until_idle
 
 
 def _role(pid: int) -> str:
@@ -71,7 +70,7 @@ def main() -> None:
         body = multipart_body(folder, {}, image)
         server = start_frontend(folder, MODELS, env)
         try:
-            time.sleep(2)  # the warm-up
+            wait_until_idle(server)  # the warm-up and the spares
             run_ab(server.url + "/api/v1/classify", *body, 200, 4)
             for _ in range(args.rounds):
                 before = tree_cpu_seconds(server.process.pid)

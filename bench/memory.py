@@ -7,11 +7,12 @@ from pathlib import Path
 
 from bench.loadgen import multipart_body, run_ab
 from bench.setup import MODELS
-from tools.server import Server, start_gunicorn, tree_rss_mib
+from tools.server import Server, start_gunicorn, tree_rss_mib, wait_until_idle
 
 
 def measure_memory(folder: Path, image: Path, total: int = 5000, window: int = 500) -> dict:
     server: Server = start_gunicorn(folder, MODELS)
+    wait_until_idle(server)  # the spares' runtime imports are not a leak
     try:
         body, content_type = multipart_body(folder, {}, image)
         url = server.url + "/api/v1/classify"

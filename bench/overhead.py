@@ -16,7 +16,6 @@ import argparse
 import json
 import resource
 import statistics
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -27,7 +26,7 @@ from bench.peers import start_peer, start_plain_gunicorn
 from bench.raw import raw_throughput
 from bench.setup import DEFAULT_MODEL, make_images
 from frontend.images import prepare_image
-from tools.server import Server, start_frontend, tree_cpu_seconds
+from tools.server import Server, start_frontend, tree_cpu_seconds, wait_until_idle
 
 TARGET_OF_RAW = 0.85
 TINY_LABELS = "red\ngreen\nblue\n"
@@ -109,7 +108,7 @@ def measure_overhead(
     for name, start in servers.items():
         server = start()
         try:
-            time.sleep(1)  # the service's workers warm up after it answers /healthz
+            wait_until_idle(server)  # the workers' warm-up and spares, after /healthz answers
             rows[name] = _measure(server, body, requests, rounds)
         finally:
             server.stop()

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from bench.setup import FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, ROOT
 from client.multipart import encode_multipart
-from tools.server import Server, start_frontend
+from tools.server import start_frontend, wait_until_idle
 
 MADE = ROOT / "artifacts" / "bench-models"
 BIRD_MODEL = MODELS / "mobilenet_v2_1.0_224_inat_bird_quant.tflite"
@@ -109,23 +109,6 @@ def _register_all(client: Client, models: list[dict]) -> dict[str, float]:
     return seconds
 
 
-def _wait_for_spares(server: Server, seconds: float = 60) -> None:
-    """Until the spare workers have imported their runtimes: no CPU burst left to measure."""
-    time.sleep(2)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        before = _tree_cpu(server)
-        time.sleep(1)
-        if _tree_cpu(server) - before < 0.1:
-            return
-
-
-def _tree_cpu(server: Server) -> float:
-    from tools.server import tree_cpu_seconds
-
-    return sum(tree_cpu_seconds(server.process.pid).values())
-
-
 def measure_alternating(folder: Path, quick: bool) -> dict:
     models = own_models()
     rounds = 10 if quick else 50
@@ -133,7 +116,7 @@ def measure_alternating(folder: Path, quick: bool) -> dict:
     try:
         client = Client(server.url)
         registration_s = _register_all(client, models)
-        _wait_for_spares(server)
+        wait_until_idle(server)
         default = [client.timed("/api/v1/classify", IMAGES / "cat.jpg") for _ in range(rounds * 4)]
         alternating: dict[str, list[float]] = {m["name"]: [] for m in models}
         for _ in range(rounds):
@@ -176,7 +159,7 @@ def measure_cold(folder: Path, spares: bool) -> dict[str, float]:
         client.timed("/api/v1/classify", IMAGES / "cat.jpg")  # the default model, warm
         cold = {}
         for model in models:
-            _wait_for_spares(server)  # each cold model finds its spare ready, if there is one
+            wait_until_idle(server)  # each cold model finds its spare ready, if there is one
             path = f"/api/v1/models/{model['name']}/classify"
             cold[model["name"]] = round(client.timed(path, model["photo"]), 1)
     finally:

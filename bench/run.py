@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -43,7 +42,14 @@ from bench.setup import (
 )
 from client.multipart import encode_multipart
 from frontend.images import prepare_image
-from tools.server import Server, cpu_between, start_frontend, start_gunicorn, tree_cpu_seconds
+from tools.server import (
+    Server,
+    cpu_between,
+    start_frontend,
+    start_gunicorn,
+    tree_cpu_seconds,
+    wait_until_idle,
+)
 
 CONCURRENCIES = (1, 4, 16)
 # The registered GraphDef runs in the upload lane, which by default runs one frame at a time and
@@ -114,7 +120,7 @@ def measure_service(
         models: dict[str, dict] = {"tflite": {}}
         if not default_only:
             models["graphdef"] = {"model": register_frozen(server.url)}
-        time.sleep(2)  # let the warm-up finish
+        wait_until_idle(server)  # the warm-up and the spares done
         rows = []
         for model_name, fields in models.items():
             for image_name, image in images.items():
@@ -147,7 +153,7 @@ def measure_batching(folder: Path, image: Path, quick: bool) -> list[dict]:
     server = start_gunicorn(folder, MODELS, {**BATCH_SETTINGS, **REGISTERED_MODEL_LOAD})
     try:
         body = multipart_body(folder, {"model": register_frozen(server.url)}, image)
-        time.sleep(2)  # let the warm-up finish
+        wait_until_idle(server)  # the warm-up and the spares done
         row = {"model": "graphdef", "image": "224px", "batching": True}
         return sweep(server, body, quick, row, "batched")
     finally:

@@ -107,6 +107,19 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
+def wait_until_idle(server: Server, seconds: float = 60, busy: float = 0.1) -> None:
+    """Until the server's processes use less than `busy` CPU seconds in a second: the workers'
+    warm-up and the upload lane's spares (which import their runtime) are done, and measuring
+    can start."""
+    time.sleep(1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds(server.process.pid)
+        time.sleep(1)
+        if cpu_between(before, tree_cpu_seconds(server.process.pid)) < busy:
+            return
+
+
 @dataclass
 class Server:
     url: str
