@@ -6,7 +6,7 @@ from typing import Any
 
 from frontend.openapi_protocols import BEARER as _BEARER
 from frontend.openapi_protocols import PATHS as V2_PATHS
-from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR, path_parameter
+from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR, json_body, path_parameter
 from frontend.openapi_protocols import json_content as _json
 
 
@@ -273,18 +273,9 @@ DOCUMENT: dict[str, Any] = {
             "patch": {
                 "summary": "Rename a model",
                 "security": _BEARER,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"name": _NAME},
-                                "required": ["name"],
-                            }
-                        }
-                    },
-                },
+                "requestBody": json_body(
+                    {"type": "object", "properties": {"name": _NAME}, "required": ["name"]}
+                ),
                 "responses": {
                     "200": _json(_ref("Model"), "renamed (renamed_from: the old name)"),
                     **_errors(400, 401, 404, 409),

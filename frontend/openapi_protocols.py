@@ -23,6 +23,11 @@ def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body (frontend/openapi.py uses it too)."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/V2Error"}
     return {str(s): json_content(error, "the protocol's error body") for s in statuses}
@@ -145,10 +150,7 @@ PATHS: dict[str, Any] = {
 
 
 _TF_NAME = {**_NAME}
-_IMAGES_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"type": "object"}}},
-}
+_IMAGES_BODY = json_body({"type": "object"})
 
 TF_SERVING_PATHS: dict[str, Any] = {
     "/v1/models/{name}": {

@@ -101,6 +101,22 @@ def run_on(worker: Worker, request: Request, sha256: str, timeout: float) -> Ans
     return answer
 
 
+def take_failed_idle(idle: list[Worker]) -> list[tuple[Worker, str]]:
+    """The idle workers that died or wrote when nobody asked, taken out of `idle`, with why
+    (the watcher's round; the lock held)."""
+    found = []
+    for worker in list(idle):
+        if not worker.alive():
+            why = "died while idle"
+        elif worker.unsolicited_output():
+            why = "wrote an answer nobody asked for"
+        else:
+            continue
+        idle.remove(worker)
+        found.append((worker, why))
+    return found
+
+
 def log_reaped(lane: str, worker: Worker, why: str) -> None:
     """Kill a worker that failed and say why, with the end of its stderr."""
     worker.kill()

@@ -38,7 +38,7 @@ from protocol import (
     WorkerUnavailable,
 )
 from protocol.formats import RUNTIME_OF, RUNTIMES, detect_format
-from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on
+from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on, take_failed_idle
 from supervisor.memory import MemoryMeasure, tree_memory
 from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY, UPLOAD_MEMORY, WARM_MODELS
 from supervisor.transport import Answer
@@ -261,18 +261,9 @@ class ModelLane:
     def reap_idle(self) -> bool:
         """Reap idle workers and spares that died or wrote when nobody asked (the watcher's
         round); whether there were any."""
-        found = []
         with self._lock:
-            for group in (self.idle, *self.spares.values()):
-                for worker in list(group):
-                    if not worker.alive():
-                        why = "died while idle"
-                    elif worker.unsolicited_output():
-                        why = "wrote an answer nobody asked for"
-                    else:
-                        continue
-                    group.remove(worker)
-                    found.append((worker, why))
+            groups = (self.idle, *self.spares.values())
+            found = [failed for group in groups for failed in take_failed_idle(group)]
         for worker, why in found:
             self._reap(worker, why)
         return bool(found)

@@ -28,7 +28,16 @@ import time
 from dataclasses import dataclass, field
 
 from protocol import Overloaded, Request, ServiceError, WorkerCrashed, WorkerUnavailable
-from supervisor.lanes import Spawner, Worker, WorkerClass, log_reaped, logger, run_on, sha256_of
+from supervisor.lanes import (
+    Spawner,
+    Worker,
+    WorkerClass,
+    log_reaped,
+    logger,
+    run_on,
+    sha256_of,
+    take_failed_idle,
+)
 from supervisor.launcher import LaunchSettings, WarmWorker
 from supervisor.memory import MemoryMeasure, tree_memory
 from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY
@@ -191,19 +200,10 @@ class WorkerPool:
         and the upload lane has its spares."""
         while True:
             time.sleep(self.settings.watch_interval)
-            found: list[tuple[Worker, str]] = []
             with self._changed:
                 if self._closed:
                     return
-                for worker in list(self._trusted.idle):
-                    if not worker.alive():
-                        why = "died while idle"
-                    elif worker.unsolicited_output():
-                        why = "wrote an answer nobody asked for"
-                    else:
-                        continue
-                    self._trusted.idle.remove(worker)
-                    found.append((worker, why))
+                found = take_failed_idle(self._trusted.idle)
             for worker, why in found:
                 self._reap(worker, why)
             if found:

@@ -6,7 +6,9 @@ are in the end-to-end tests."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,12 @@ def fake_app(tmp: Path, models: Path, **config: Any) -> tuple[Flask, FakeTranspo
     transport = FakeTransport()
     settings = {"TESTING": True, "MODEL_STORE": str(tmp / "store"), "MODEL_DIR": str(models)}
     return create_app({**settings, **config}, transport=transport), transport
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A zip archive of these members, in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

@@ -7,14 +7,13 @@ import base64
 import gzip
 import io
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import IMAGES, MODELS
 from flask.testing import FlaskClient
-from helpers import FakeTransport, fake_app, fake_model, labels_for
+from helpers import FakeTransport, fake_app, fake_model, labels_for, zip_of
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 CATDOG = fake_model(classes=3, answer=2)  # answers "class 2"
@@ -160,19 +159,11 @@ def test_the_admin_renames_a_model(app) -> None:
     assert client.post("/api/v1/models/pets-2/classify", data=_image()).status_code == 200
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 NOT_MODELS = {
     "pdf": PDF,
     "jpeg": CAT,
     "text": labels_for(3),
-    "zip of photos": _zip({"photos/cat.jpg": CAT}),
+    "zip of photos": zip_of({"photos/cat.jpg": CAT}),
     "gzip of a pdf": gzip.compress(PDF),
     "json": json.dumps({"model": "no"}).encode(),
 }

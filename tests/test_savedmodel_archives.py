@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import io
 import tarfile
-import zipfile
 from pathlib import PurePosixPath
 
 import pytest
+from helpers import zip_of
 
 from protocol import InvalidModel, detect_format
 from worker.runtimes.savedmodel import unpack
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def tar_of(*members: tarfile.TarInfo, data: bytes = b"") -> bytes:
