@@ -161,21 +161,21 @@ class ModelLane:
         return worker
 
     def _release(self, worker: Worker, loaded: bool) -> None:
-        """Back to the idle list, unless it died or was sent a model it does not hold; after a
-        model's load, the least recently used idle workers are stopped to keep the lane
-        within its memory."""
+        """Back to the idle list, unless it died, was sent a model it does not hold or the lane
+        is closing; after a model's load, the least recently used idle workers are stopped to
+        keep the lane within its memory."""
         with self._lock:
             self.busy.discard(worker)
-        if not worker.alive():
+            alive = worker.alive()
+            kept = alive and not self.closed and not worker.ran - worker.models
+            if kept:
+                self.idle.append(worker)
+        if not alive:
             self._reap(worker, "died")
-            return
-        if worker.ran - worker.models or self.closed:
+        elif not kept:
             why = "shut down" if self.closed else "it was sent a model it did not load"
             self._stop(worker, why)
-            return
-        with self._lock:
-            self.idle.append(worker)
-        if loaded:
+        elif loaded:
             self._keep_within_budget(worker)
 
     def _stop(self, worker: Worker, why: str) -> None:
