@@ -167,7 +167,7 @@ def _classify_run(
     for image in images:
         begun = time.perf_counter()
         try:
-            prepared.append(prepare_image(image, size, max_pixels))
+            prepared.append(prepare_image(image, size, max_pixels, model.profile))
         except ServiceError as exc:
             prepared.append(exc)
         decode_ms.append(_ms(begun, time.perf_counter()))

@@ -38,6 +38,13 @@ class LabelsMismatch(BadRequest):
     status = 422
 
 
+class NotAClassifier(BadRequest):
+    """The model's output holds features (an embedding), not scores of classes."""
+
+    code = "model_not_classifier"
+    status = 422
+
+
 class PayloadTooLarge(BadRequest):
     code = "payload_too_large"
     status = 413

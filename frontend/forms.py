@@ -10,6 +10,7 @@ from flask import Request
 
 from frontend.errors import InvalidField, MissingField
 from frontend.models import ModelSource, uploaded_model
+from frontend.preprocessing import profile
 from protocol import Normalization
 
 if TYPE_CHECKING:
@@ -117,13 +118,21 @@ def input_size(request: Request) -> tuple[int, int] | None:
     return height, width
 
 
+def preprocessing(request: Request) -> str | None:
+    """`preprocessing`: the profile to prepare photos with (frontend/preprocessing.py), checked
+    at once; None when not given."""
+    raw = request.values.get("preprocessing") or None
+    return None if raw is None else profile(raw).name
+
+
 def requested_model(request: Request, service: Service) -> ModelSource:
-    """The model a classifying request asks for: an uploaded one (with its normalisation and
-    input size), a registered one by `model`, or the default."""
+    """The model a classifying request asks for: an uploaded one (with its normalisation,
+    input size and preprocessing), a registered one by `model`, or the default."""
     return service.resolve(
         model_upload(request),
         request.values.get("model"),
         normalization(request),
         input_size(request),
         client=request.remote_addr or "",
+        preprocessing=preprocessing(request),
     )

@@ -5,7 +5,12 @@ Machine writes them (`0 FRESH APPLE`) and as TF-slim and Coral write them (`2:go
 Carassius auratus`, `2: goldfish`); with or without a first line for a background class. When
 every line is numbered in order (from 0 or 1, each number one more than the last) the numbers
 are taken off, so answers show the bare label; where only some lines start with a number, the
-numbers are part of the labels (`7up`, `3 musketeers`) and stay."""
+numbers are part of the labels (`7up`, `3 musketeers`) and stay.
+
+A file lines up with a model when it has one label per output, or one more whose first line is
+a background entry (`background`, `???`, `unused`…, which TF-slim's and Coral's files put before
+their classes): that line is dropped. Anything else would shift every answer by a class, so it
+is refused, naming both counts and what to change."""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ MAX_LABELS = 100_000
 @dataclass(frozen=True)
 class Labels:
     names: tuple[str, ...]
-    alignment: str  # "exact", "dropped_first_line" or "added_background"
+    # "exact", "dropped_first_line", or "added_background" (only in stores written before
+    # a file one line short was refused: such a model keeps answering as it did)
+    alignment: str
 
     def __getitem__(self, index: int) -> str:
         return self.names[index]
@@ -41,7 +48,7 @@ class Labels:
         return {
             "exact": None,
             "dropped_first_line": "the labels file has one line more than the model has "
-            "outputs; its first line was dropped",
+            "outputs; its first line, a background entry, was dropped",
             "added_background": "the labels file has one line fewer than the model has "
             "outputs; output 0 was taken as 'background'",
         }[self.alignment]
@@ -49,6 +56,10 @@ class Labels:
 
 # `N label`, `N:label` or `N: label`; a number alone on its line is no numbered label.
 NUMBERED = re.compile(r"(\d+)(?::\s*|\s+)(\S.*)")
+# The first line of a file whose model has no output for it: a background or unused class.
+BACKGROUND = re.compile(
+    r"(?:\d+\s*[:\s]\s*)?(?:background|__background__|\?\?\?|unused|dummy|none)", re.IGNORECASE
+)
 
 
 def _without_numbers(lines: list[str]) -> list[str]:
@@ -79,15 +90,28 @@ def parse_labels(data: bytes) -> list[str]:
     return _without_numbers(lines)
 
 
-def align_labels(lines: list[str], classes: int) -> Labels:
-    """Labels indexed like the model's outputs. One line more or fewer is the common
-    'background' convention and is lined up; any other difference is an error."""
+def align_labels(lines: list[str], classes: int, stored_as: str | None = None) -> Labels:
+    """Labels indexed like the model's outputs: as many, or one more whose first line is a
+    background entry (dropped); anything else is LabelsMismatch, saying what to change.
+    `stored_as`: the alignment a stored model was registered with."""
+    if stored_as == "added_background" and len(lines) == classes - 1:
+        return Labels(("background", *lines), stored_as)
     if len(lines) == classes:
         return Labels(tuple(lines), "exact")
-    if len(lines) == classes + 1:
+    if len(lines) == classes + 1 and BACKGROUND.fullmatch(lines[0]):
         return Labels(tuple(lines[1:]), "dropped_first_line")
-    if len(lines) == classes - 1:
-        return Labels(("background", *lines), "added_background")
+    if len(lines) == classes + 1:
+        advice = (
+            f"its first line {lines[0]!r:.60} is no background entry, so the extra line is "
+            f"not known to be the one to drop: give exactly {classes} labels"
+        )
+    elif len(lines) < classes:
+        advice = (
+            f"add the labels of the {classes - len(lines)} outputs it lacks ({classes} lines, "
+            "one per output, in the model's order)"
+        )
+    else:
+        advice = f"remove the {len(lines) - classes} lines for outputs the model does not have"
     raise LabelsMismatch(
-        f"the labels file has {len(lines)} lines but the model has {classes} outputs"
+        f"the labels file has {len(lines)} lines but the model has {classes} outputs: {advice}"
     )

@@ -13,6 +13,9 @@ import numpy as np
 
 from frontend.errors import InvalidField
 from frontend.labels import Labels, align_labels, parse_labels
+from frontend.preprocessing import DEFAULT as DEFAULT_PROFILE
+from frontend.preprocessing import Profile
+from frontend.preprocessing import profile as profile_named
 from frontend.store import StoredModel
 from protocol import Normalization, detect_format
 from protocol.frame import parse_normalization
@@ -37,8 +40,17 @@ class ModelSource:
         """The labels lined up with `classes` outputs (frontend/labels.py)."""
         aligned = self._aligned.get(classes)
         if aligned is None:
-            aligned = self._aligned[classes] = align_labels(list(self.label_lines), classes)
+            stored_as = ((self.manifest or {}).get("labels") or {}).get("alignment")
+            aligned = align_labels(list(self.label_lines), classes, stored_as)
+            self._aligned[classes] = aligned
         return aligned
+
+    @property
+    def profile(self) -> Profile:
+        """How its photos are prepared (frontend/preprocessing.py): as its registration chose;
+        the service's own for models registered before profiles, and for unprepared ones."""
+        chosen = ((self.manifest or {}).get("preprocessing") or {}).get("profile")
+        return DEFAULT_PROFILE if chosen is None else profile_named(chosen)
 
     @property
     def takes_batches(self) -> bool:
@@ -65,6 +77,7 @@ class ModelSource:
             "format": model_format,
             "source_format": source.get("format", model_format),
             "origin": self.origin,
+            "preprocessing": self.profile.name,
         }
 
     def size(self, default: int) -> tuple[int, int]:

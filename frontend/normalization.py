@@ -1,5 +1,6 @@
-"""Finding the input range a float model expects, when neither the model nor the user says it:
-the model runs on a few natural photos (frontend/calibration) under each candidate range, and
+"""Finding the input range a float model expects, when neither the model, its tool nor the user
+says it: the model runs on eight natural photos (frontend/calibration) under each candidate
+range, prepared as its preprocessing profile says, and
 each candidate is scored by how confident its predictions are, less how much they move when
 the photos move by two pixels or take a little noise. A model fed the range it was trained on
 sees photos it knows: it answers with conviction, and steadily. Fed another, it hedges (colours
@@ -12,13 +13,21 @@ Caffe's per-channel means) put a hundred times more into the first layer, which 
 trained otherwise overconfident about anything; so they are tried only when the unit-scale
 choice looks unseen by the model (little confidence, or one class for every photo, as a model
 trained on pixel values answers a hundredth of its range), and one is chosen if it scores
-higher by MARGIN and does not give all the photos one class. All scores go into the manifest.
-Quantized models need none of this (their input's scale and zero point say it), and an
-explicit `input_mean` / `input_std` always wins."""
+higher by MARGIN and does not give all the photos one class.
+
+A range decides only when it wins clearly against every other candidate considered: by MARGIN
+in the mean score, and on most photos one by one (on PHOTOS_TO_WIN of them it scores no worse
+than MARGIN below the other), so that one photo's swing cannot carry it; otherwise the search is
+`undecided` and [-1, 1] is kept. The report says how sure it was (the margin, the photos on
+which it was no worse) and keeps every score.
+
+Quantized models need none of this (their input's scale and zero point say it), a recognised
+tool's convention wins over it (frontend/preprocessing.py), and an explicit `input_mean` /
+`input_std` always wins."""
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,7 @@ import numpy as np
 
 from frontend.images import prepare_image
 from frontend.models import ModelSource
+from frontend.preprocessing import Profile
 from protocol import ModelFailed, Normalization, Request, RequestHeader
 from supervisor.transport import Transport
 
@@ -41,32 +51,35 @@ PIXEL_SCALE: dict[str, Normalization] = {
 CANDIDATES = {**UNIT_SCALE, **PIXEL_SCALE}
 FALLBACK = "[-1, 1]"
 MARGIN = 0.05
+PHOTOS_TO_WIN = 0.75  # the share of the photos a range must score no worse on, one by one
 ALIVE = 0.3  # mean top probability under which a unit-scale range looks unseen by the model
 
 
-@cache
-def calibration_pixels(size: tuple[int, int]) -> np.ndarray:
-    """The photos prepared at `size`, then each shifted two pixels to the right, then each with
-    a little noise (a fixed seed): uint8 [3 x photos, height, width, 3]."""
-    photos = np.stack([prepare_image(p.read_bytes(), size) for p in sorted(PHOTOS.glob("*.jpg"))])
+@lru_cache(maxsize=4)  # a few sizes at most are in use; each costs a few MB
+def calibration_pixels(size: tuple[int, int], profile: Profile) -> np.ndarray:
+    """The photos prepared at `size` with `profile`, then each shifted two pixels to the
+    right, then each with a little noise (a fixed seed): uint8 [3 x photos, height, width, 3]."""
+    photos = np.stack(
+        [prepare_image(p.read_bytes(), size, profile=profile) for p in sorted(PHOTOS.glob("*.jpg"))]
+    )
     shifted = np.roll(photos, 2, axis=2)
     noise = np.random.default_rng(0).integers(-6, 7, photos.shape)
     noisy = np.clip(photos.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return np.concatenate([photos, shifted, noisy])
 
 
-def _score(rows: np.ndarray) -> dict[str, float | int]:
+def _score(rows: np.ndarray) -> dict[str, Any]:
     """Confidence (mean top probability over the photos), instability (mean total-variation
     distance between each photo's answer and its shifted and noisy copies'), their difference,
-    and how many classes the photos' top-1 answers name."""
+    the same per photo, and how many classes the photos' top-1 answers name."""
     photos, shifted, noisy = np.split(rows, 3)
-    confidence = float(np.mean(np.max(photos, axis=1)))
+    confident = np.max(photos, axis=1)
     moved = 0.5 * (np.abs(photos - shifted).sum(axis=1) + np.abs(photos - noisy).sum(axis=1))
-    instability = float(np.mean(moved))
     return {
-        "confidence": round(confidence, 4),
-        "instability": round(instability, 4),
-        "score": round(confidence - instability, 4),
+        "confidence": round(float(np.mean(confident)), 4),
+        "instability": round(float(np.mean(moved)), 4),
+        "score": round(float(np.mean(confident - moved)), 4),
+        "per_photo": [round(float(v), 4) for v in confident - moved],
         "classes": len(set(np.argmax(photos, axis=1).tolist())),
     }
 
@@ -77,30 +90,58 @@ def _alive(entry: dict[str, Any] | None) -> bool:
     return entry is not None and entry["classes"] > 1 and entry["confidence"] >= ALIVE
 
 
+def _no_worse(mine: dict[str, Any], theirs: dict[str, Any]) -> int:
+    """On how many photos `mine` scores no worse than MARGIN below `theirs`."""
+    pairs = zip(mine["per_photo"], theirs["per_photo"], strict=True)
+    return sum(a >= b - MARGIN for a, b in pairs)
+
+
+def _beats(scores: dict[str, dict[str, Any] | None], one: str, other: str) -> bool:
+    """Whether `one` scores clearly better than `other`: by MARGIN on the mean, and no worse
+    on at least PHOTOS_TO_WIN of the photos one by one."""
+    mine, theirs = scores.get(one), scores.get(other)
+    if mine is None:
+        return False
+    if theirs is None:
+        return True
+    enough = PHOTOS_TO_WIN * len(mine["per_photo"])
+    return mine["score"] >= theirs["score"] + MARGIN and _no_worse(mine, theirs) >= enough
+
+
 def choose(scores: dict[str, dict[str, Any] | None]) -> tuple[str, bool]:
-    """The candidate to keep and whether the scores decided it (else the fallback)."""
-
-    def score(name: str) -> float:
-        entry = scores.get(name)
-        return float("-inf") if entry is None else entry["score"]
-
+    """The candidate to keep and whether the scores decided it clearly (else the fallback)."""
     others = [name for name in UNIT_SCALE if name != FALLBACK]
-    best = max(others, key=score)
-    chosen = best if score(best) >= score(FALLBACK) + MARGIN else FALLBACK
+    chosen = next((name for name in others if _beats(scores, name, FALLBACK)), FALLBACK)
     if not _alive(scores.get(chosen)):  # a model trained on pixel values sees nearly nothing
-        for name in sorted(PIXEL_SCALE, key=score, reverse=True):
-            if _alive(scores.get(name)) and score(name) >= score(chosen) + MARGIN:
+        for name in PIXEL_SCALE:
+            if _alive(scores.get(name)) and _beats(scores, name, chosen):
                 chosen = name
                 break
-    decided = chosen != FALLBACK or all(score(FALLBACK) >= score(o) + MARGIN for o in others)
+    rivals = [name for name in (FALLBACK, *others) if name != chosen]
+    decided = all(_beats(scores, chosen, rival) for rival in rivals)
     return chosen, decided
 
 
+def _certainty(scores: dict[str, dict[str, Any] | None], chosen: str) -> dict[str, Any]:
+    """How clearly `chosen` won against the best of the rest: the margin of mean scores and
+    the photos on which it scored no worse."""
+    mine = scores[chosen]
+    rivals = [(n, e) for n, e in scores.items() if n != chosen and e is not None]
+    if mine is None or not rivals:
+        return {}
+    name, best = max(rivals, key=lambda item: item[1]["score"])
+    return {
+        "runner_up": name,
+        "margin": round(mine["score"] - best["score"], 4),
+        "photos_no_worse": f"{_no_worse(mine, best)} of {len(mine['per_photo'])}",
+    }
+
+
 def detect(
-    transport: Transport, model: ModelSource, size: tuple[int, int]
+    transport: Transport, model: ModelSource, size: tuple[int, int], profile: Profile
 ) -> tuple[Normalization, dict[str, Any]]:
     """The range to use and the report for the manifest."""
-    pixels = calibration_pixels(size)
+    pixels = calibration_pixels(size, profile)
     scores: dict[str, dict[str, Any] | None] = {}
     for name, candidate in CANDIDATES.items():
         header = RequestHeader(
@@ -120,5 +161,10 @@ def detect(
             continue
         scores[name] = _score(np.asarray(rows))
     chosen, decided = choose(scores)
-    report = {"source": "detected" if decided else "undecided", "chosen": chosen, "scores": scores}
+    report = {
+        "source": "detected" if decided else "undecided",
+        "chosen": chosen,
+        **_certainty(scores, chosen),
+        "scores": scores,
+    }
     return CANDIDATES[chosen], report

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from frontend.catalog import Catalog, check_name, name_from_filename
-from frontend.errors import InvalidField, ModelTooLarge
+from frontend.errors import InvalidField, ModelTooLarge, NotAClassifier
 from frontend.labels import align_labels, parse_labels
 from frontend.models import ModelSource
 from frontend.normalization import detect
+from frontend.preprocessing import DEFAULT as DEFAULT_PROFILE
+from frontend.preprocessing import PROFILES, Profile, profile
 from frontend.store import ModelStore, StoredModel
 from protocol import Normalization, Request, RequestHeader, detect_format
 from supervisor.transport import Transport
@@ -63,19 +65,49 @@ def probe(
     return description
 
 
+def _profile(
+    description: dict[str, Any], preprocessing: str | None, own: bool
+) -> tuple[Profile, dict[str, Any]]:
+    """The preprocessing profile (frontend/preprocessing.py): the one asked for, the
+    service's own for its default model (whose expected answers were computed so), the one of
+    the tool the worker recognised in the model, else the service's own."""
+    tool = description.pop("tool", None)
+    if preprocessing is not None:
+        chosen, source = profile(preprocessing), "given"
+    elif own:
+        chosen, source = DEFAULT_PROFILE, "service"
+    elif tool in PROFILES:
+        chosen, source = PROFILES[tool], "recognized"
+    else:
+        chosen, source = DEFAULT_PROFILE, "default"
+    return chosen, {"profile": chosen.name, "source": source, "tool": tool}
+
+
 def prepare(
     transport: Transport,
     upload: ModelSource,
     normalization: Normalization,
     input_size: tuple[int, int] | None,
     max_bytes: int,
+    preprocessing: str | None = None,
+    own: bool = False,
 ) -> tuple[dict[str, Any], bytes]:
     """What workers find out about a model and the bytes they run: its description (tensors,
-    input size and how it was found), with the normalisation it takes (given, its own for a
-    quantized input, else detected on the calibration photos, frontend/normalization.py) and,
-    for a Keras file, the GraphDef it was converted to (`source` says what was uploaded)."""
+    input size and how it was found), its preprocessing profile (`preprocessing` if given;
+    `own`: the service's default model), the normalisation it takes (given; its own for a
+    quantized input; its tool's; else detected on the calibration photos,
+    frontend/normalization.py) and, for a Keras file, the GraphDef it was converted to
+    (`source` says what was uploaded)."""
     given = dataclasses.replace(upload, normalization=normalization)
     description = probe(transport, given, input_size)
+    output = description["output"]
+    if output.get("kind") == "features":
+        raise NotAClassifier(
+            f"the model's output {output['name']!r} holds {output['classes']} values, none "
+            "negative and some over 1: features of an embedding model, not scores of classes. "
+            "Name the classifier's output with output_tensor, or export the model with its "
+            "classification layer"
+        )
     converted = description.pop("converted_model", None)
     source_format = description.pop("source_format", None)
     blob = upload.blob
@@ -91,10 +123,14 @@ def prepare(
             "bytes": len(upload.blob),
         }
     size = (description["input"]["height"], description["input"]["width"])
+    chosen, description["preprocessing"] = _profile(description, preprocessing, own)
     if normalization.mode != "model_default":
         report: dict[str, Any] = {"source": "given"}
     elif not description["input"]["dtype"].startswith(("float", "bfloat")):
         report = {"source": "model"}  # a quantized input's own scale and zero point
+    elif chosen.float_range is not None:  # the tool's convention, not a guess from photos
+        description["normalization"] = chosen.float_range.to_wire()
+        report = {"source": "profile", "profile": chosen.name}
     else:
         runnable = ModelSource(
             name=upload.name,
@@ -105,13 +141,14 @@ def prepare(
             input_tensor=description["input"]["name"],
             output_tensor=description["output"]["name"],
         )
-        detected, report = detect(transport, runnable, size)
+        detected, report = detect(transport, runnable, size, chosen)
         description["normalization"] = detected.to_wire()
     description["normalization_found"] = report
     return description, blob
 
 
 IDENTITY = "mobilenet-service registration v1"
+OPTIONS = ("input_tensor", "output_tensor", "normalization", "input_size", "preprocessing")
 
 
 def registration_id(
@@ -121,6 +158,7 @@ def registration_id(
     output_tensor: str | None = None,
     normalization: Normalization | None = None,
     input_size: tuple[int, int] | None = None,
+    preprocessing: str | None = None,
 ) -> str:
     """The id of a model registered with these labels (parsed: line endings, numbers and
     trailing blank lines do not count) and options."""
@@ -133,6 +171,8 @@ def registration_id(
     }
     if input_size is not None:  # only then: ids registered before the option stay the same
         fields["input_size"] = list(input_size)
+    if preprocessing is not None:  # likewise
+        fields["preprocessing"] = preprocessing
     return hashlib.sha256(json.dumps([IDENTITY, fields], sort_keys=True).encode()).hexdigest()
 
 
@@ -166,6 +206,7 @@ def register(
     output_tensor: str | None = None,
     normalization: Normalization | None = None,
     input_size: tuple[int, int] | None = None,
+    preprocessing: str | None = None,
     replace: bool = False,
 ) -> Registered:
     """`name`: the one asked for (unique), or None for one made from `filename`. `replace`:
@@ -177,9 +218,11 @@ def register(
     store = catalog.store
     normalization = normalization or Normalization()
     lines = parse_labels(labels)
+    if preprocessing is not None:
+        profile(preprocessing)  # one that exists, before anything runs
     model_id = registration_id(
         hashlib.sha256(blob).hexdigest(), lines, input_tensor, output_tensor, normalization,
-        input_size,
+        input_size, preprocessing,
     )  # fmt: skip
     existing = store.get(model_id)
     if existing is not None and not replace:
@@ -197,7 +240,9 @@ def register(
         input_tensor=input_tensor,
         output_tensor=output_tensor,
     )
-    description, runnable = prepare(transport, upload, normalization, input_size, max_bytes)
+    description, runnable = prepare(
+        transport, upload, normalization, input_size, max_bytes, preprocessing, own=replace
+    )
     aligned = align_labels(lines, description["output"]["classes"])
     manifest = {
         "id": model_id,
@@ -210,6 +255,7 @@ def register(
             "output_tensor": output_tensor,
             "normalization": normalization.to_wire(),
             "input_size": list(input_size) if input_size else None,
+            "preprocessing": preprocessing,
         },
         **description,
         "labels": {"count": len(lines), "alignment": aligned.alignment, "note": aligned.note},
@@ -244,7 +290,7 @@ def other_registrations(store: ModelStore, stored: StoredModel) -> list[dict[str
             continue
         differs = {
             key: theirs.get("options", {}).get(key)
-            for key in ("input_tensor", "output_tensor", "normalization", "input_size")
+            for key in OPTIONS
             if theirs.get("options", {}).get(key) != own.get("options", {}).get(key)
         }
         if entry.labels_bytes() != stored.labels_bytes():

@@ -251,6 +251,7 @@ class Service:
         normalization: Normalization | None = None,
         input_size: tuple[int, int] | None = None,
         client: str = "",
+        preprocessing: str | None = None,
     ) -> ModelSource:
         """What to run: an upload (the stored entry when it is registered with exactly these
         labels and options, else prepared as a registration is, frontend/registry.py, and kept
@@ -260,12 +261,13 @@ class Service:
             self._require_sandbox(upload.sha256)
             normalization = normalization or Normalization()
             key = registration_id(
-                upload.sha256, upload.label_lines, None, None, normalization, input_size
-            )
+                upload.sha256, upload.label_lines, None, None, normalization, input_size,
+                preprocessing,
+            )  # fmt: skip
             known = self.store.get(key)
             if known is not None:
                 return self._source(known, "registered")
-            return self._prepared(upload, key, normalization, input_size, client)
+            return self._prepared(upload, key, normalization, input_size, client, preprocessing)
         return self.model(model_id or DEFAULT_ALIAS)
 
     def _prepared(
@@ -275,6 +277,7 @@ class Service:
         normalization: Normalization,
         input_size: tuple[int, int] | None,
         client: str,
+        preprocessing: str | None,
     ) -> ModelSource:
         """An unregistered upload, prepared once (its size, normalisation, a Keras file's
         conversion: several runs of the model) and kept for the next request that sends it."""
@@ -285,11 +288,17 @@ class Service:
                 return source
         with self._upload_slot(client):
             description, blob = prepare(
-                self.transport, upload, normalization, input_size, self.config["MAX_MODEL_BYTES"]
+                self.transport,
+                upload,
+                normalization,
+                input_size,
+                self.config["MAX_MODEL_BYTES"],
+                preprocessing,
             )
         sha256 = hashlib.sha256(blob).hexdigest()
         manifest = {"id": None, "name": upload.name, "sha256": sha256, **description}
         source = from_manifest(manifest, blob, upload.label_lines, "upload")
+        source.labels(source.classes)  # labels that do not line up: refused before it runs
         with self._sources_lock:
             self._uploads_prepared[key] = source
             while len(self._uploads_prepared) > PREPARED_CACHE_SIZE:
@@ -412,7 +421,7 @@ class Service:
         1 + grid² classifications, within MAX_IMAGES_PER_CALL."""
         self.check_count(1 + grid * grid, f"an explanation on a {grid}x{grid} grid")
         size, max_pixels = model.size(self.config["INPUT_SIZE"]), self.config["MAX_IMAGE_PIXELS"]
-        pixels = prepare_image(image, size, max_pixels)
+        pixels = prepare_image(image, size, max_pixels, model.profile)
         labels = model.labels(model.classes)
         index = None if label is None else labels.index_of(label)
 

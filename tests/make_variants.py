@@ -39,7 +39,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from frontend.images import RESIZE_FILTER, prepare_image  # noqa: E402
+from frontend.images import prepare_image  # noqa: E402
+from frontend.preprocessing import DEFAULT as SERVICE_PROFILE  # noqa: E402
 
 IMAGES = ROOT / "tests" / "images"
 INPUT, OUTPUT = "input", "MobilenetV2/Predictions/Softmax"
@@ -309,7 +310,8 @@ def prepared(data: bytes, side: int, low: float, high: float) -> np.ndarray:
 
 def full_decode(data: bytes, side: int) -> np.ndarray:
     """The reference: the whole photo decoded, then the same bilinear resize."""
-    image = Image.open(io.BytesIO(data)).convert("RGB").resize((side, side), RESIZE_FILTER)
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = image.resize((side, side), SERVICE_PROFILE.resampling)
     return np.asarray(image).astype(np.float32) / 127.5 - 1
 
 

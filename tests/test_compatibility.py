@@ -221,6 +221,10 @@ def test_normalisation_is_detected_and_a_given_one_wins(service: Server, variant
     assert body["normalization"] == {"mode": "mean_std", "mean": 0.0, "std": 255.0}
     found = body["normalization_found"]
     assert found["source"] == "detected" and found["chosen"] == "[0, 1]"
+    # how sure: a clear margin over the runner-up, and no worse on most photos one by one
+    assert found["runner_up"] == "[-1, 1]" and found["margin"] >= 0.05
+    no_worse, photos = map(int, found["photos_no_worse"].split(" of "))
+    assert photos == 8 and no_worse >= 6
     assert set(found["scores"]) == {"[-1, 1]", "[0, 1]", "[0, 255]", "Caffe means"}
     assert found["scores"]["[0, 1]"]["score"] > found["scores"]["[-1, 1]"]["score"]
     assert_matches_reference(service.url, body["id"], variants, "unit_range.pb")

@@ -99,7 +99,7 @@ def test_label_from_users_file_is_escaped(base_url: str) -> None:
     assert "&lt;script&gt;alert(&#34;owned&#34;)&lt;/script&gt;" in response.text
 
 
-def test_labels_one_line_short_are_lined_up_and_said_so(base_url: str) -> None:
+def test_labels_one_line_short_are_refused_naming_both_counts(base_url: str) -> None:
     without_background = "\n".join(IMAGENET_LABELS.read_text().splitlines()[1:]).encode()
     response = requests.post(
         base_url + "/api/v1/classify",
@@ -110,14 +110,14 @@ def test_labels_one_line_short_are_lined_up_and_said_so(base_url: str) -> None:
         },
         timeout=60,
     )
-    body = response.json()
-    assert body["predictions"][0]["label"] == "Egyptian cat"
-    assert body["labels"]["alignment"] == "added_background"
-    assert "one line fewer" in body["labels"]["note"]
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "labels_mismatch"
+    assert "1000 lines but the model has 1001 outputs" in error["message"]
 
 
 def test_labels_one_line_extra_are_lined_up(base_url: str) -> None:
-    extra = b"unused first line\n" + BIRD_LABELS.read_bytes()
+    extra = b"unused\n" + BIRD_LABELS.read_bytes()
     response = requests.post(
         base_url + "/api/v1/classify",
         files={

@@ -50,18 +50,44 @@ def test_labels_that_only_look_numbered_stay_as_written(text: str) -> None:
 def test_numbered_labels_line_up_with_and_without_background() -> None:
     slim = parse_labels(b"0:background\n1:tench\n2:goldfish\n")
     assert align_labels(slim, 2).names == ("tench", "goldfish")
-    coral = parse_labels(b"0 tench\n1 goldfish\n")
-    assert align_labels(coral, 3).names == ("background", "tench", "goldfish")
+    coral = parse_labels(b"0  background\n1  tench\n2  goldfish\n")
+    assert align_labels(coral, 2).names == ("tench", "goldfish")
+    teachable = parse_labels(b"0 cat\n1 dog\n")
+    assert align_labels(teachable, 2).names == ("cat", "dog")
+
+
+@pytest.mark.parametrize("first", ["background", "???", "unused", "__background__", "0 background"])
+def test_one_line_more_is_dropped_only_when_it_is_a_background_entry(first: str) -> None:
+    extra = align_labels([first, "a", "b"], 2)
+    assert extra.names == ("a", "b") and extra.alignment == "dropped_first_line"
+    assert "background entry" in (extra.note or "")
+
+
+@pytest.mark.parametrize(
+    "lines, classes, advice",
+    [
+        (["cat", "dog", "bird"], 2, "its first line 'cat' is no background entry"),  # TM, one off
+        (["a", "b"], 3, "add the labels of the 1 outputs it lacks"),
+        (list("abcde"), 6, "add the labels of the 1 outputs it lacks"),  # a fresh apple: shifted
+        (list("abcde"), 3, "remove the 2 lines"),
+    ],
+)
+def test_labels_that_would_shift_the_answers_are_refused(
+    lines: list[str], classes: int, advice: str
+) -> None:
+    with pytest.raises(LabelsMismatch) as refused:
+        align_labels(lines, classes)
+    assert f"{len(lines)} lines but the model has {classes} outputs" in refused.value.message
+    assert advice in refused.value.message
+
+
+def test_a_model_stored_one_line_short_keeps_answering_as_it_did() -> None:
+    kept = align_labels(["a", "b"], 3, stored_as="added_background")
+    assert kept.names == ("background", "a", "b") and kept.alignment == "added_background"
 
 
 def test_alignment() -> None:
     assert align_labels(["a", "b", "c"], 3).alignment == "exact"
-    extra = align_labels(["background", "a", "b"], 2)
-    assert extra.names == ("a", "b") and extra.note
-    short = align_labels(["a", "b"], 3)
-    assert short.names == ("background", "a", "b") and short.alignment == "added_background"
-    with pytest.raises(LabelsMismatch, match="5 lines but the model has 3 outputs"):
-        align_labels(list("abcde"), 3)
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
         "output_tensor": None,
         "normalization": {"mode": "model_default"},
         "input_size": None,
+        "preprocessing": None,
     }
     assert body["name"] == "birds" and body["format"] == "tflite"
     assert body["input"] == {
@@ -67,6 +68,8 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
     assert body["output"]["classes"] == 965 and body["output"]["softmax_applied"] is False
     assert body["normalization"] == {"mode": "raw"}
     assert body["normalization_found"] == {"source": "model"}  # the quantized input's own
+    # a quantized TFLite classifier, as Coral's are: photos prepared as pycoral prepares them
+    assert body["preprocessing"] == {"profile": "coral", "source": "recognized", "tool": "coral"}
     assert body["labels"] == {"count": 965, "alignment": "exact", "note": None}
     assert body["default"] is False
 

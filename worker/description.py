@@ -1,9 +1,11 @@
 """What a worker reports about a model it loaded: tensors, input size and type (and how the size
-was found), the normalisation it applies by default, whether the outputs needed softmax, and
-for a model it converted (a Keras file) the converted model itself."""
+was found), the normalisation it applies by default, what its outputs are (probabilities,
+logits or features), the tool that made it where its structure says so, and for a model it
+converted (a Keras file) the converted model itself."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,26 @@ from worker.runtimes import LoadedModel
 # then Inception's, then a few other classifiers'.
 CANDIDATE_SIDES = (224, 192, 160, 128, 96, 299, 256, 331)
 DEFAULT_SIDE = 224
+# Teachable Machine's head layers, in its Keras, TensorFlow.js and TFLite exports alike.
+TEACHABLE_MACHINE = re.compile(r"(^|/)dense_Dense\d+(/|$)")
+
+
+def recognize_tool(model: LoadedModel) -> str | None:
+    """The tool that made the model, where its structure says so (frontend/preprocessing.py
+    prepares photos as that tool does): TensorFlow for Poets' `retrain.py` (its `final_result`
+    output, its MobileNet V1 scopes), Teachable Machine (its `dense_Dense` head layers), or a
+    quantized TFLite classifier, as Coral's are; None for any other."""
+    output = model.output_name.split(":")[0]
+    if output == "final_result" or (
+        model.input_name.split(":")[0] == "input"
+        and any(name.startswith("MobilenetV1/") for name in model.names)
+    ):
+        return "tf_poets"
+    if any(TEACHABLE_MACHINE.search(name) for name in model.names):
+        return "teachable_machine"
+    if model.format == "tflite" and model.input_quantization is not None:
+        return "coral"
+    return None
 
 
 def grey(size: tuple[int, int]) -> np.ndarray:
@@ -29,7 +51,9 @@ def input_size(
     """The size to run the model at and where it comes from: `graph` (its input's shape),
     `given` (`requested`, for a graph that fixes none), `shapes` (the only size among those a
     classifier takes at which the graph runs: shapes fixed further down, such as a pooling
-    window, decide it) or `default` (several run; 224 px when it is one of them)."""
+    window, decide it), `pooling` (several run, and at one of them the last pooling window
+    covers the whole feature map under it: what the graph was built for) or `default` (several
+    run; 224 px when it is one of them)."""
     if model.input_size is not None:
         if requested is not None and requested != model.input_size:
             height, width = model.input_size
@@ -56,6 +80,10 @@ def input_size(
         )
     if len(runs) == 1:
         return (runs[0], runs[0]), "shapes"
+    pooling = getattr(model, "pool_covering_side", None)
+    covering = pooling(runs, normalization) if pooling else None
+    if covering is not None:
+        return (covering, covering), "pooling"
     side = DEFAULT_SIDE if DEFAULT_SIDE in runs else runs[0]
     return (side, side), "default"
 
@@ -82,8 +110,10 @@ def describe(
         "output": {
             "name": model.output_name,
             "classes": classes,
-            "softmax_applied": bool(model.output_is_logits),
+            "softmax_applied": model.output_kind != "probabilities",
+            "kind": model.output_kind,
         },
+        "tool": recognize_tool(model),
         "normalization": effective_normalization(requested, np.dtype(model.input_dtype)).to_wire(),
     }
     converted = getattr(model, "converted", None)

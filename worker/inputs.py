@@ -44,9 +44,12 @@ def to_input(
 
 def to_probabilities(
     raw: np.ndarray, images: int, quantization: tuple[float, int] = (0.0, 0)
-) -> tuple[np.ndarray, bool]:
+) -> tuple[np.ndarray, str]:
     """Dequantize if needed; apply softmax to outputs that are not already a distribution.
-    Returns the probabilities and whether softmax was applied (the outputs were logits).
+    Returns the probabilities and what the outputs were: `probabilities`, `logits` (softmax
+    applied), or `features`: no negative value yet some over 1, as the pooled activations of an
+    embedding model (a classifier cut before its last layer) are, which are no class scores at
+    all (softmax applied all the same; a registration refuses such a model).
 
     The output must hold one row per image (`images`): a graph that answers another count at
     some input size (a Reshape to [-1, classes] after a pool that no longer ends at 1x1) does
@@ -70,7 +73,8 @@ def to_probabilities(
         and values.max() <= 1
         and (quantized or np.allclose(values.sum(axis=1), 1.0, atol=0.01))
     )
-    if not is_distribution:
-        shifted = np.exp(values - values.max(axis=1, keepdims=True))
-        values = shifted / shifted.sum(axis=1, keepdims=True)
-    return values, not is_distribution
+    if is_distribution:
+        return values, "probabilities"
+    kind = "features" if values.min() >= 0 and values.max() > 1 else "logits"
+    shifted = np.exp(values - values.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True), kind

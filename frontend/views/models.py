@@ -37,6 +37,7 @@ def register() -> tuple[Response, int]:
         output_tensor=request.values.get("output_tensor") or None,
         normalization=forms.normalization(request),
         input_size=forms.input_size(request),
+        preprocessing=forms.preprocessing(request),
     )
     answer = _public(registered.stored)
     if registered.renamed_from is not None:  # the same model again, under another name

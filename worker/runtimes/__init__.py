@@ -22,7 +22,8 @@ class LoadedModel(Protocol):
     takes_batches: bool  # one run classifies many images (an unknown batch dimension)
     input_dtype: str  # numpy name: "uint8", "float32", ...
     input_quantization: tuple[float, int] | None  # scale, zero point of a quantized input
-    output_is_logits: bool | None  # known after the first classify()
+    output_kind: str | None  # probabilities, logits or features (worker/inputs.py), once run
+    names: tuple[str, ...]  # its nodes' or tensors' names, where a tool leaves its marks
 
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
         """Probabilities, shape [n, classes], for uint8 RGB pixels of shape [n, h, w, 3]
@@ -76,9 +77,9 @@ def load_model(
 
         return load_keras(model, input_tensor, output_tensor, threads, check_ops)
     if model_format == "savedmodel":
-        from worker.runtimes.savedmodel import SavedModel
+        from worker.runtimes.savedmodel import load_saved_model
 
-        return SavedModel(model, input_tensor, output_tensor, threads, check_ops)
+        return load_saved_model(model, input_tensor, output_tensor, threads, check_ops)
     from worker.runtimes.graphdef import GraphDefModel
 
     return GraphDefModel(model, input_tensor, output_tensor, threads, check_ops)

@@ -115,6 +115,7 @@ class GraphDefModel:
             raise InvalidModel(f"not a TensorFlow GraphDef or TFLite model: {exc}") from None
         if not graph_def.node:
             raise InvalidModel("not a TensorFlow GraphDef or TFLite model: the graph has no nodes")
+        self.names = tuple(node.name for node in graph_def.node)  # the tool's marks, if any
         self.output_name = find_output(graph_def, output_tensor)
         graph_def, placeholder = cut(
             graph_def, find_input(graph_def, input_tensor), self.output_name
@@ -134,7 +135,7 @@ class GraphDefModel:
         self._dtype = tf.dtypes.as_dtype(placeholder.attr["dtype"].type).as_numpy_dtype
         self.input_dtype = np.dtype(self._dtype).name
         self.input_quantization = None
-        self.output_is_logits: bool | None = None
+        self.output_kind: str | None = None
         graph = tf.Graph()
         try:
             with graph.as_default():
@@ -149,6 +150,34 @@ class GraphDefModel:
         )
         self._session = tf.compat.v1.Session(graph=graph, config=config)
 
+    def pool_covering_side(self, sides: list[int], normalization: Normalization) -> int | None:
+        """The one side among `sides` at which the graph's last pooling window (the global
+        pool before the classifier) covers the whole feature map under it: the size the graph
+        was built for. A 128 px MobileNet V1 ends in a 4x4 average pool of stride 2, which also
+        runs on 160 px images (a 5x5 map), but covers its map only at 128."""
+        pools = [
+            op
+            for op in self._session.graph.get_operations()
+            if op.type in ("AvgPool", "MaxPool")
+            and op.get_attr("padding") == b"VALID"
+            and op.get_attr("data_format") == b"NHWC"
+        ]
+        if not pools:
+            return None
+        pool = pools[-1]  # operations are in the order they were built: the last is nearest
+        window = tuple(pool.get_attr("ksize")[1:3])
+        covering = []
+        for side in sides:
+            grey = np.full((1, side, side, 3), 128, np.uint8)
+            feed = {self._input: to_input(grey, normalization, np.dtype(self._dtype))}
+            try:
+                shape = self._session.run(pool.inputs[0], feed).shape
+            except (self._tf.errors.OpError, ValueError):
+                continue
+            if tuple(shape[1:3]) == window:
+                covering.append(side)
+        return covering[0] if len(covering) == 1 else None
+
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
         batch = to_input(pixels, normalization, np.dtype(self._dtype))
         chunks = [batch[i : i + 1] for i in range(len(batch))] if self._fixed_batch else [batch]
@@ -158,5 +187,5 @@ class GraphDefModel:
             )
         except (self._tf.errors.OpError, ValueError) as exc:
             raise ModelFailed(f"the graph failed to run: {exc}") from None
-        probabilities, self.output_is_logits = to_probabilities(raw, len(batch))
+        probabilities, self.output_kind = to_probabilities(raw, len(batch))
         return probabilities

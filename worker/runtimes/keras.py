@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-from protocol import InvalidModel, OpNotAllowed
+from protocol import InvalidModel, OpNotAllowed, TensorNotFound
 from protocol.formats import HDF5_MAGIC
 from worker.runtimes.graphdef import GraphDefModel
 
@@ -126,24 +126,39 @@ def _load(model: bytes) -> Any:
     return saving_lib.load_model(io.BytesIO(model), compile=False, safe_mode=True)
 
 
-def freeze(keras_model: Any) -> bytes:
-    """The model as a frozen GraphDef: input `input`, float [any, height, width, 3]."""
+def freeze(keras_model: Any, output_name: str | None = None) -> bytes:
+    """The model as a frozen GraphDef: input `input`, float [any, height, width, 3]; of a model
+    with several outputs, the one named `output_name` (a Keras output's name)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
-    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+    if len(keras_model.inputs) != 1:
         raise InvalidModel(
-            f"the Keras model has {len(keras_model.inputs)} inputs and "
-            f"{len(keras_model.outputs)} outputs; a classifier has one of each"
+            f"the Keras model has {len(keras_model.inputs)} inputs; a classifier has one"
+        )
+    names = list(getattr(keras_model, "output_names", None) or [])
+    if len(keras_model.outputs) == 1:
+        pick = None
+    elif output_name in names:
+        pick = names.index(output_name)
+    else:
+        raise TensorNotFound(
+            f"the Keras model has {len(keras_model.outputs)} outputs ({', '.join(names)}): "
+            "name the classifier's with output_tensor"
+            + (f"; it has none named {output_name!r}" if output_name else "")
         )
     dims = [None if d is None else int(d) for d in list(keras_model.inputs[0].shape)[1:]]
     if len(dims) != 3 or dims[2] != 3:
         raise InvalidModel(f"the Keras model's input is [n, {dims}], not [n, height, width, 3]")
     spec = tf.TensorSpec([None, *dims], tf.float32, name="input")
-    function = tf.function(lambda x: keras_model(x, training=False))
-    frozen = convert_variables_to_constants_v2(function.get_concrete_function(spec))
+
+    def run(x: Any) -> Any:
+        outputs = keras_model(x, training=False)
+        return outputs if pick is None else outputs[pick]
+
+    frozen = convert_variables_to_constants_v2(tf.function(run).get_concrete_function(spec))
     return frozen.graph.as_graph_def().SerializeToString()
 
 
@@ -157,12 +172,14 @@ def load_keras(
     """The Keras model converted and loaded as a GraphDef; `converted` holds its bytes."""
     try:
         keras_model = _load(model)
-        converted = freeze(keras_model)
-    except (InvalidModel, OpNotAllowed):
+        converted = freeze(keras_model, output_tensor)
+    except (InvalidModel, OpNotAllowed, TensorNotFound):
         raise
     except Exception as exc:  # Keras raises many types for a file it cannot rebuild
         raise InvalidModel(f"the Keras model does not load: {exc}") from None
-    loaded = GraphDefModel(converted, input_tensor, output_tensor, threads, check_ops)
+    # The frozen graph has the one output: a Keras output's name is no node of it.
+    output_node = None if len(keras_model.outputs) > 1 else output_tensor
+    loaded = GraphDefModel(converted, input_tensor, output_node, threads, check_ops)
     loaded.converted = converted
     loaded.source_format = "keras"
     return loaded

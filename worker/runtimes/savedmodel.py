@@ -1,7 +1,15 @@
 """TensorFlow SavedModels uploaded as .zip or .tar.gz, run through their `serving_default`
 signature. The archive is read in memory with every member checked (no absolute paths, no `..`,
 no links, a bounded total size) and written to TensorFlow's in-memory filesystem (`ram://`), so
-the worker writes no file at all (its file-size limit is 0)."""
+the worker writes no file at all (its file-size limit is 0).
+
+A TensorFlow 2 SavedModel is checked against the allowlist from its `saved_model.pb` before
+TensorFlow loads it. A TensorFlow 1 one (Teachable Machine exports with TensorFlow 1.15) is never
+loaded: TensorFlow's TF1 loader would run its restore and init ops. Instead it is frozen here,
+as `freeze_graph` would: the signature's graph with every variable replaced by the constant
+its checkpoint holds (read as data, by the checkpoint reader), cut to what lies between the
+signature's input and output, which then meets the allowlist and runs as a GraphDef; the
+registration stores that GraphDef."""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from protocol import InvalidModel, ModelFailed, Normalization, TensorNotFound
 from worker.allowlist import check_saved_model
 from worker.cost import check_graph_cost
 from worker.inputs import to_input, to_probabilities
+from worker.runtimes.graphdef import GraphDefModel
 
 MAX_UNPACKED_BYTES = 1 << 30
 SIGNATURE = "serving_default"
@@ -85,23 +94,113 @@ def _to_memory(tf, members: dict[PurePosixPath, bytes]) -> str:
     return root
 
 
+def _meta_graph(saved_model_pb: bytes):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    parsed = saved_model_pb2.SavedModel()
+    try:
+        parsed.ParseFromString(saved_model_pb)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise InvalidModel(f"saved_model.pb is not a SavedModel: {exc}") from None
+    if len(parsed.meta_graphs) != 1:
+        raise InvalidModel(
+            f"saved_model.pb holds {len(parsed.meta_graphs)} meta graphs; an export has one"
+        )
+    return parsed.meta_graphs[0]
+
+
+def load_saved_model(
+    model: bytes,
+    input_tensor: str | None,
+    output_tensor: str | None,
+    threads: int,
+    check_ops: bool = True,
+) -> SavedModel | GraphDefModel:
+    """A TensorFlow 2 SavedModel loaded, or a TensorFlow 1 one frozen (above)."""
+    import tensorflow as tf
+
+    members, folder = unpack(model)
+    meta = _meta_graph(members[folder / "saved_model.pb"])
+    if meta.HasField("object_graph_def"):
+        return SavedModel(tf, members, folder, input_tensor, output_tensor, threads, check_ops)
+    frozen, input_name, output_name = freeze_tf1(
+        tf, members, folder, meta, input_tensor, output_tensor
+    )
+    loaded = GraphDefModel(frozen, input_name, output_name, threads, check_ops)
+    loaded.converted = frozen  # what the registration stores and later workers run
+    loaded.source_format = "savedmodel"
+    return loaded
+
+
+VARIABLES = {"VariableV2", "Variable", "VarHandleOp"}
+
+
+def freeze_tf1(
+    tf, members, folder: PurePosixPath, meta, input_key: str | None, output_key: str | None
+) -> tuple[bytes, str, str]:
+    """The signature's graph with its variables as constants from the checkpoint, and its
+    input and output tensor names."""
+    if SIGNATURE not in meta.signature_def:
+        raise TensorNotFound(
+            f"the SavedModel has no {SIGNATURE!r} signature (it has: "
+            f"{', '.join(meta.signature_def) or 'none'})"
+        )
+    signature = meta.signature_def[SIGNATURE]
+    input_name = signature.inputs[SavedModel.pick(signature.inputs, input_key, "input")].name
+    output_name = signature.outputs[SavedModel.pick(signature.outputs, output_key, "output")].name
+    root = _to_memory(tf, members)
+    try:
+        prefix = "/".join([root, *folder.parts, "variables", "variables"])
+        try:
+            reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+        except Exception as exc:  # the checkpoint reader raises several types
+            raise InvalidModel(f"the SavedModel's variables do not read: {exc}") from None
+        frozen = _with_constants(tf, meta.graph_def, reader)
+    finally:
+        tf.io.gfile.rmtree(root)
+    return frozen.SerializeToString(), input_name, output_name
+
+
+def _with_constants(tf, graph_def, reader):
+    """`graph_def` with each variable a constant of its checkpointed value, and each read of a
+    resource variable an Identity of it."""
+    frozen = tf.compat.v1.GraphDef()
+    frozen.versions.CopyFrom(graph_def.versions)
+    for node in graph_def.node:
+        if node.op in VARIABLES:
+            key = node.name
+            if not reader.has_tensor(key):
+                key = node.attr["shared_name"].s.decode()
+            if not reader.has_tensor(key):
+                raise InvalidModel(f"the variable {node.name!r} is not in the checkpoint")
+            value = reader.get_tensor(key)
+            constant = frozen.node.add(name=node.name, op="Const")
+            constant.attr["dtype"].type = tf.dtypes.as_dtype(value.dtype).as_datatype_enum
+            constant.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+        elif node.op == "ReadVariableOp":
+            read = frozen.node.add(name=node.name, op="Identity", input=list(node.input))
+            read.attr["T"].type = node.attr["dtype"].type
+        else:
+            frozen.node.add().CopyFrom(node)
+    return frozen
+
+
 class SavedModel:
     format = "savedmodel"
 
     def __init__(
         self,
-        model: bytes,
+        tf,
+        members: dict[PurePosixPath, bytes],
+        folder: PurePosixPath,
         input_tensor: str | None,
         output_tensor: str | None,
         threads: int,
         check_ops: bool = True,
     ) -> None:
-        import tensorflow as tf
-
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self._tf = tf
-        members, folder = unpack(model)
         if check_ops:  # before TensorFlow loads (and so runs) any of it
             check_saved_model(members[folder / "saved_model.pb"])
         root = _to_memory(tf, members)
@@ -121,7 +220,7 @@ class SavedModel:
         self._function = signatures[SIGNATURE]
         check_graph_cost(self._function.graph)
         inputs = self._function.structured_input_signature[1]
-        self.input_name = self._pick(inputs, input_tensor, "input")
+        self.input_name = self.pick(inputs, input_tensor, "input")
         spec = inputs[self.input_name]
         dims = spec.shape.as_list()
         if len(dims) != 4 or dims[3] not in (3, None):
@@ -130,13 +229,16 @@ class SavedModel:
         self._dtype = spec.dtype.as_numpy_dtype
         self.input_dtype = np.dtype(self._dtype).name
         self.input_quantization = None
-        self.output_name = self._pick(self._function.structured_outputs, output_tensor, "output")
+        self.output_name = self.pick(self._function.structured_outputs, output_tensor, "output")
+        nodes = tuple(node.name for node in self._function.graph.as_graph_def().node)
+        self.names = (*inputs, *self._function.structured_outputs, *nodes)
         self._fixed_batch = dims[0] == 1
         self.takes_batches = not self._fixed_batch
-        self.output_is_logits: bool | None = None
+        self.output_kind: str | None = None
 
     @staticmethod
-    def _pick(named: dict, wanted: str | None, role: str) -> str:
+    def pick(named, wanted: str | None, role: str) -> str:
+        """The key of the signature's input or output named `wanted`, or its only one."""
         if wanted is not None:
             if wanted not in named:
                 raise TensorNotFound(
@@ -163,5 +265,5 @@ class SavedModel:
             )
         except (self._tf.errors.OpError, ValueError, TypeError) as exc:
             raise ModelFailed(f"the SavedModel failed to run: {exc}") from None
-        probabilities, self.output_is_logits = to_probabilities(raw, len(batch))
+        probabilities, self.output_kind = to_probabilities(raw, len(batch))
         return probabilities

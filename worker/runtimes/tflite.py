@@ -44,11 +44,12 @@ class TfliteModel:
             )
         self.input_name = self._input["name"]
         self.output_name = self._output["name"]
+        self.names = tuple(d["name"] for d in self._interpreter.get_tensor_details())
         self.input_size = (int(shape[1]), int(shape[2]))
         self.input_dtype = np.dtype(self._input["dtype"]).name
         scale, zero_point = self._input["quantization"]
         self.input_quantization = (float(scale), int(zero_point)) if scale else None
-        self.output_is_logits: bool | None = None
+        self.output_kind: str | None = None
 
     def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
         batch = to_input(
@@ -62,7 +63,7 @@ class TfliteModel:
                 rows.append(self._interpreter.get_tensor(self._output["index"]).copy())
         except (ValueError, RuntimeError) as exc:
             raise ModelFailed(f"the TFLite model failed to run: {exc}") from None
-        probabilities, self.output_is_logits = to_probabilities(
+        probabilities, self.output_kind = to_probabilities(
             np.concatenate(rows), len(batch), tuple(self._output["quantization"])
         )
         return probabilities
