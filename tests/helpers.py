@@ -22,10 +22,21 @@ from supervisor.transport import Answer
 TFLITE_HEADER = b"\x1c\x00\x00\x00TFL3"  # a TFLite FlatBuffer's first bytes: what the sniff reads
 
 
-def fake_model(classes: int = 3, answer: int = 0, size: int = 224, tag: str = "") -> bytes:
-    """Bytes the sniff takes for a TFLite model, which FakeTransport runs: a quantized model of
-    `classes` outputs that puts 0.9 on class `answer` for every image (`tag`: other bytes)."""
-    spec = {"classes": classes, "answer": answer, "size": size, "tag": tag}
+def fake_model(
+    classes: int = 3,
+    answer: int = 0,
+    size: int = 224,
+    tag: str = "",
+    dtype: str = "uint8",
+    kind: str = "probabilities",
+    tool: str | None = None,
+) -> bytes:
+    """Bytes the sniff takes for a TFLite model, which FakeTransport runs: a model of `classes`
+    outputs that puts 0.9 on class `answer` for every image (`tag`: other bytes), whose input is
+    `dtype`, whose outputs are `kind` (worker/inputs.py) and in which the worker recognises
+    `tool`."""
+    spec = {"classes": classes, "answer": answer, "size": size, "tag": tag, "dtype": dtype,
+            "kind": kind, "tool": tool}  # fmt: skip
     return TFLITE_HEADER + json.dumps(spec).encode()
 
 
@@ -47,6 +58,7 @@ class FakeTransport:
         spec = {"classes": 1001, "answer": 0, "size": 224}
         if request.model.startswith(TFLITE_HEADER + b"{"):
             spec = json.loads(request.model[len(TFLITE_HEADER) :])
+        dtype = spec.get("dtype", "uint8")
         count = max(1, request.header.image_count)
         rows = np.full((count, spec["classes"]), 0.1 / (spec["classes"] - 1), np.float32)
         rows[:, spec["answer"]] = 0.9
@@ -59,12 +71,20 @@ class FakeTransport:
                 "height": spec["size"],
                 "width": spec["size"],
                 "size_source": "graph",
-                "dtype": "uint8",
-                "quantization": [0.0078125, 128],
+                "dtype": dtype,
+                "quantization": [0.0078125, 128] if dtype == "uint8" else None,
                 "batch": 1,
             },
-            "output": {"name": "output", "classes": spec["classes"], "softmax_applied": False},
-            "normalization": {"mode": "raw"},
+            "output": {
+                "name": "output",
+                "classes": spec["classes"],
+                "softmax_applied": False,
+                "kind": spec.get("kind", "probabilities"),
+            },
+            "normalization": {"mode": "raw"}
+            if dtype == "uint8"
+            else {"mode": "mean_std", "mean": 127.5, "std": 127.5},
+            "tool": spec.get("tool"),
         }
 
     def models_run(self) -> set[str]:

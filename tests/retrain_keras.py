@@ -8,8 +8,9 @@ unusual names, trained a few steps on generated images (reddish, greenish, bluis
 frozen.pb (GraphDef), model.tflite, labels.txt, images/*.png and keras.json: Keras's own
 probabilities for each image; and the Keras files users bring: model.keras (Keras 3),
 teachable_machine.h5 (the same model as Teachable Machine exports it: Keras 2's .h5, a
-MobileNet base and a Dense(100) + Dense(classes) head, written by tf_keras), and two that cannot
-be loaded safely: lambda.h5 (a Lambda layer) and custom_layer.keras (a layer class of its own).
+MobileNet base and a Dense(100) + Dense(classes) head, written by tf_keras), two_heads.keras (a
+second output beside the classifier's), and two that cannot be loaded safely: lambda.h5 (a
+Lambda layer) and custom_layer.keras (a layer class of its own).
 Runs in its own process: it imports TensorFlow.
 """
 
@@ -111,6 +112,17 @@ def teachable_machine(model, out: Path, images: np.ndarray) -> None:
     unsafe.save(out / "lambda.h5")
 
 
+def two_heads(model, out: Path) -> None:
+    """The trained model with a second head beside its own, listed first: a Keras file with
+    two outputs, whose classifier must be named."""
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3), name="pixels")
+    features = model.layers[1](inputs)
+    brightness = keras.layers.Dense(2, activation="softmax", name="brightness")(features)
+    keras.Model(inputs, [brightness, model.layers[2](features)]).save(out / "two_heads.keras")
+
+
 def custom_layer(out: Path) -> None:
     """A Keras 3 model with a layer class of its own, registered by its own Python code."""
     import keras
@@ -170,6 +182,7 @@ def main(out: Path) -> None:
         names.append(name)
     model.save(out / "model.keras")
     teachable_machine(model, out, test_x)
+    two_heads(model, out)
     custom_layer(out)
     probabilities = model.predict(test_x / 127.5 - 1, verbose=0)
     (out / "keras.json").write_text(

@@ -107,6 +107,41 @@ def test_keras_files_are_converted_and_give_keras_top1(
     assert checked >= 4
 
 
+def test_a_keras_file_with_two_outputs_runs_the_one_named(service: Server, retrained: Path) -> None:
+    labels_file = (retrained / "labels.txt").read_bytes()
+    unnamed = register(service.url, retrained / "two_heads.keras", labels_file, **PM1)
+    assert unnamed.status_code == 422
+    assert error(unnamed)["code"] == "model_tensor_not_found"
+    assert "2 outputs (brightness, colour_head_probs)" in error(unnamed)["message"]
+    named = register(
+        service.url,
+        retrained / "two_heads.keras",
+        labels_file,
+        output_tensor="colour_head_probs",
+        **PM1,
+    )
+    assert named.status_code == 201, named.text
+    assert named.json()["output"]["classes"] == 3
+    labels = (retrained / "labels.txt").read_text().split()
+    keras = json.loads((retrained / "keras.json").read_text())
+    name, probabilities = max(keras.items(), key=lambda item: max(item[1]))
+    answer = classify(service.url, named.json()["id"], retrained / "images" / name)
+    assert answer["predictions"][0]["label"] == labels[int(np.argmax(probabilities))]
+
+
+def test_an_embedding_is_refused_naming_what_to_do(service: Server) -> None:
+    """The ImageNet graph cut at its global pool: 1280 features, no classifier."""
+    features = register(
+        service.url,
+        FROZEN_MODEL,
+        b"".join(b"feature %d\n" % i for i in range(1280)),
+        output_tensor="MobilenetV2/Logits/AvgPool",
+    )
+    assert features.status_code == 422
+    assert error(features)["code"] == "model_not_classifier"
+    assert "1280 values" in error(features)["message"]
+
+
 def test_a_keras_file_uploaded_once_is_converted_too(service: Server, retrained: Path) -> None:
     """The seed's /infer with a Teachable Machine export and its numbered labels."""
     keras = json.loads((retrained / "keras.json").read_text())
