@@ -8,6 +8,7 @@ from frontend.openapi_protocols import BEARER as _BEARER
 from frontend.openapi_protocols import PATHS as V2_PATHS
 from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR, json_body, path_parameter
 from frontend.openapi_protocols import json_content as _json
+from frontend.preprocessing import PROFILES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -45,6 +46,12 @@ _NORMALIZATION_FIELDS = {
     "input_size": {
         "type": "string",
         "description": "for a graph that fixes no input size: 160 or 160x128 (height x width)",
+    },
+    "preprocessing": {
+        "type": "string",
+        "enum": list(PROFILES),
+        "description": "how photos are cropped, resized and scaled for the model; by default "
+        "as the tool recognised in the model prepares them, else bilinear",
     },
 }
 
