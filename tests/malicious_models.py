@@ -222,6 +222,16 @@ def costly_matmuls(count: int = 400, side: int = 2048) -> bytes:
     return _graph(build)
 
 
+def blocking() -> bytes:
+    """Blocks for ever while it runs, using no CPU: a dequeue from an empty queue."""
+
+    def build() -> None:
+        image = _image()
+        _classifier_output(image, deps=[tf1.FIFOQueue(1, tf.float32).dequeue()])
+
+    return _graph(build)
+
+
 def aborting() -> bytes:
     """Kills its worker (SIGABRT) while it runs: a stand-in for a kernel that crashes."""
 
@@ -389,6 +399,7 @@ def main(out: Path, secret: str, write_target: str) -> None:
         "forger.pb": forger(),
         "costly_matmuls.pb": costly_matmuls(),
         "aborting.pb": aborting(),
+        "blocking.pb": blocking(),
         "forging_savedmodel.zip": forging_savedmodel(),
         "blocking_savedmodel.zip": blocking_savedmodel(),
         "reading_savedmodel_v1.zip": reading_savedmodel_v1(secret),

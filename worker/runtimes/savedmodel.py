@@ -148,6 +148,8 @@ def freeze_tf1(
     signature = meta.signature_def[SIGNATURE]
     input_name = signature.inputs[SavedModel.pick(signature.inputs, input_key, "input")].name
     output_name = signature.outputs[SavedModel.pick(signature.outputs, output_key, "output")].name
+    if not any(node.op in VARIABLES for node in meta.graph_def.node):
+        return meta.graph_def.SerializeToString(), input_name, output_name
     root = _to_memory(tf, members)
     try:
         prefix = "/".join([root, *folder.parts, "variables", "variables"])
