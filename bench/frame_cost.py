@@ -25,6 +25,7 @@ from frontend.images import prepare_image
 from protocol import Request, RequestHeader
 from supervisor.config import launch_settings
 from supervisor.launcher import WarmWorker
+from supervisor.settings import WorkerSettings, from_environment
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -42,8 +43,8 @@ def main() -> None:
         image = make_images(Path(tmp))["224px"]
         pixels = prepare_image(image.read_bytes(), (224, 224))
     model = tiny_model() if args.tiny else DEFAULT_MODEL.read_bytes()
-    config = {"WORKER_SANDBOX": "none" if args.no_sandbox else "bwrap"}
-    settings = launch_settings({**_defaults(), **config})
+    config = {"worker_sandbox": "none" if args.no_sandbox else "bwrap"}
+    settings = launch_settings(from_environment(WorkerSettings, {}, **config))
     worker = WarmWorker(settings, 1024)
     try:
         full = Request(RequestHeader(224, 224, len(model)), model, pixels.tobytes())
@@ -135,12 +136,6 @@ def tiny_model() -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def _defaults() -> dict:
-    from frontend.config import from_environment
-
-    return from_environment({})
 
 
 def _descendants(pid: int) -> list[int]:

@@ -1,76 +1,51 @@
 """The Flask frontend: upload page and HTTP API. It never imports TensorFlow; models run only
-in worker processes. Build it with `create_app()` (gunicorn: `frontend:create_app()`)."""
+in worker processes. Build it with `create_app()` (gunicorn: `frontend:create_app()`).
+
+    frontend/http/       the views: parse, one call to the data plane, encode
+    frontend/dataplane/  the catalog, admission, the runner (frames to workers), preparation
+    frontend/            images, preprocessing, labels, answers, explanations, the store
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.middleware.proxy_fix import ProxyFix
+if TYPE_CHECKING:
+    from flask import Flask
 
-from frontend import metrics, security, service
-from frontend.config import from_environment
-from frontend.errors import PayloadTooLarge
-from frontend.request import Request
-from frontend.views import api, health, models, openapi, page, tf_serving, v2
-from protocol import ServiceError
-from supervisor.transport import Transport
-
-
-def _error_response(error: ServiceError) -> tuple[Response, int]:
-    response = jsonify({"error": error.to_dict()})
-    retry_after = getattr(error, "retry_after_seconds", None)
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="mobilenet-service"'
-    return response, error.status
-
-
-def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ServiceError)
-    def service_error(error: ServiceError) -> tuple[Response, int]:
-        if error.status >= 500:
-            app.logger.warning("%s: %s", error.code, error.message)
-        return _error_response(error)
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
-        limit = app.config["MAX_CONTENT_LENGTH"]
-        return _error_response(PayloadTooLarge(f"the request is over {limit} bytes"))
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
-        body = {
-            "code": (error.name or "error").lower().replace(" ", "_"),
-            "message": error.description,
-        }
-        return jsonify({"error": body}), error.code or 500
+    from supervisor.transport import Transport
 
 
 def create_app(
     test_config: dict[str, Any] | None = None, transport: Transport | None = None
 ) -> Flask:
-    """`transport`: how models are run; by default the one WORKER_TRANSPORT names (tests give
-    a fake, as gunicorn's tests give its arbiter a fake worker class)."""
+    """`test_config`: settings by variable name over the environment's. `transport`: how
+    models run; by default the one WORKER_TRANSPORT names (tests give a fake, as gunicorn's
+    tests give its arbiter a fake worker class)."""
+    # Here, not at the top: importing one module of the package (frontend.images, say) does
+    # not build the web app's imports.
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from frontend import http
+    from frontend.dataplane import DataPlane
+    from frontend.dataplane.runner import transport_for
+    from frontend.http.request import Request
+    from frontend.images import set_large_decodes
+    from frontend.settings import Settings, load
+
     app = Flask(__name__)
     app.request_class = Request
-    app.config.from_mapping(from_environment())
-    if test_config:
-        app.config.from_mapping(test_config)
-    _register_error_handlers(app)
-    security.init_app(app)
-    service.init_app(app, transport)
-    metrics.init_app(app)
-    app.register_blueprint(page.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(models.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(v2.bp)
-    app.register_blueprint(tf_serving.bp)
-    hops = app.config["TRUSTED_PROXY_HOPS"]
-    if hops:  # behind our own nginx (python -m frontend): the client is in X-Forwarded-For
+    settings: Settings = load(overrides=test_config)
+    app.config.update(test_config or {})
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, SETTINGS=settings)
+    set_large_decodes(settings.large_decodes)
+    app.extensions["mobilenet"] = DataPlane(
+        settings,
+        transport or transport_for(settings, settings.worker_transport, settings.worker_address),
+    )
+    http.init_app(app)
+    if settings.trusted_proxy_hops:  # behind our own nginx: the client is in X-Forwarded-For
+        hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app

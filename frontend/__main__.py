@@ -23,9 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from frontend.config import from_environment
 from frontend.proxy import UPSTREAM_IDLE_SECONDS
 from frontend.proxy import config as nginx_config
+from frontend.settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,8 +105,8 @@ def _nginx_log_path(access_log: str) -> str:
 
 
 def main() -> int:
-    bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8080')}"
-    proxy = os.environ.get("FRONT_PROXY", "nginx")
+    settings = load()
+    bind, proxy = settings.listen, settings.front_proxy
     if proxy == "none":
         os.execv(
             str(Path(sys.executable).parent / "gunicorn"),
@@ -121,7 +121,6 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    settings = from_environment()
     children: list[subprocess.Popen] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -138,9 +137,9 @@ def main() -> int:
                 bind,
                 f"unix:{upstream}",
                 Path(run_dir),
-                settings["MAX_CONTENT_LENGTH"],
-                settings["WORKER_TIMEOUT"] + 60,
-                _nginx_log_path(os.environ.get("ACCESS_LOG", "-")),
+                settings.max_content_length,
+                settings.worker_timeout + 60,
+                _nginx_log_path(settings.access_log),
             )
         )
         app = _gunicorn(

@@ -8,13 +8,16 @@ frame is `protocol`'s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 from frontend.images import prepare_image
+from protocol import Normalization, Request, classify_request, encode_request
 from protocol.errors import ServiceError
-from protocol.frame import MODEL_FORMATS, Normalization, Request, RequestHeader, encode_request
+from protocol.header import MODEL_FORMATS
 
 
 def build_frame(args: argparse.Namespace) -> bytes:
@@ -28,16 +31,17 @@ def build_frame(args: argparse.Namespace) -> bytes:
         )
     else:
         normalization = Normalization()
-    header = RequestHeader(
-        height=args.size,
-        width=args.size,
-        model_length=len(model),
-        model_format=args.format,
-        input_tensor=args.input_tensor,
-        output_tensor=args.output_tensor,
-        normalization=normalization,
+    request = classify_request(
+        pixels.tobytes(),
+        (1, args.size, args.size),
+        model,
+        hashlib.sha256(model).hexdigest(),
+        args.input_tensor,
+        args.output_tensor,
+        normalization,
     )
-    return encode_request(Request(header, model, pixels.tobytes()))
+    header = dataclasses.replace(request.header, model_format=args.format)
+    return encode_request(Request(header, request.model, request.pixels))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,10 +178,13 @@ def prepare_image(
             _check_scans(image, data)
         with _decode_budget(pixels):
             decoded = _decode_plain_jpeg(image, data, size, profile) if jpeg else None
-            return profile.resize(
+            prepared = profile.resize(
                 decoded if decoded is not None else _decode_with_pillow(image, size, profile),
                 size,
             )
+            # Free the decoded image before the budget hands memory back to the system.
+            del decoded
+            image.close()
     except InvalidImage:
         raise
     except UnidentifiedImageError:
@@ -190,3 +193,4 @@ def prepare_image(
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image could not be decoded: {exc}") from None
+    return prepared

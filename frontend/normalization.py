@@ -29,15 +29,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from frontend.images import prepare_image
-from frontend.models import ModelSource
 from frontend.preprocessing import Profile
-from protocol import ModelFailed, Normalization, Request, RequestHeader
-from supervisor.transport import Transport
+from protocol import ModelFailed, Normalization
+
+if TYPE_CHECKING:
+    from frontend.dataplane.models import ModelSource
+    from frontend.dataplane.runner import Runner
 
 PHOTOS = Path(__file__).resolve().parent / "calibration"
 UNIT_SCALE: dict[str, Normalization] = {
@@ -138,24 +140,14 @@ def _certainty(scores: dict[str, dict[str, Any] | None], chosen: str) -> dict[st
 
 
 def detect(
-    transport: Transport, model: ModelSource, size: tuple[int, int], profile: Profile
+    runner: Runner, model: ModelSource, size: tuple[int, int], profile: Profile
 ) -> tuple[Normalization, dict[str, Any]]:
     """The range to use and the report for the manifest."""
     pixels = calibration_pixels(size, profile)
     scores: dict[str, dict[str, Any] | None] = {}
     for name, candidate in CANDIDATES.items():
-        header = RequestHeader(
-            height=size[0],
-            width=size[1],
-            image_count=len(pixels),
-            model_length=len(model.blob),
-            input_tensor=model.input_tensor,
-            output_tensor=model.output_tensor,
-            normalization=candidate,
-            model_sha256=model.sha256,
-        )
         try:
-            rows, _ = transport.exchange(Request(header, model.blob, pixels.tobytes()))
+            rows = runner.run(model, pixels, candidate)
         except ModelFailed:  # a range the model cannot even run on is no candidate
             scores[name] = None
             continue

@@ -1,6 +1,6 @@
 """The model store: a folder (MODEL_STORE) with one folder per registered model, named by its
-registration id (frontend/registry.py: the model's bytes, labels and options together), holding
-`model.bin`, `labels.txt` and `manifest.json`.
+registration id (frontend/dataplane/manifest.py: the model's bytes, labels and options
+together), holding `model.bin`, `labels.txt` and `manifest.json`.
 
 Writes are atomic: a model is written into a hidden temporary folder, every file fsynced, then
 the folder is renamed into place and the parent fsynced; a manifest is rewritten beside itself

@@ -45,14 +45,18 @@ from protocol.frame import (
     MAGIC,
     VERSION,
     FrameReader,
-    Normalization,
     Request,
-    RequestHeader,
+    by_reference,
+    classify_request,
     decode_request,
+    describe_request,
     encode_request,
     encode_request_parts,
     encode_stamped_request,
+    model_sha256,
+    read_request,
 )
+from protocol.header import Normalization, RequestHeader, parse_normalization
 
 __all__ = [
     "ANSWER_LENGTH",
@@ -88,10 +92,13 @@ __all__ = [
     "WorkerCrashed",
     "WorkerTimeout",
     "WorkerUnavailable",
+    "by_reference",
+    "classify_request",
     "decode_answer",
     "decode_request",
     "decode_stream_answer",
     "describe_exit",
+    "describe_request",
     "detect_format",
     "encode_description",
     "encode_error",
@@ -102,4 +109,7 @@ __all__ = [
     "encode_stream_answer",
     "error_for_exit",
     "error_from_code",
+    "model_sha256",
+    "parse_normalization",
+    "read_request",
 ]

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from protocol import Request, RequestHeader, ServiceError
-from supervisor.config import from_environment, local_pool
+from supervisor.config import local_pool
 from supervisor.remote import RemoteWorkers
 from supervisor.server import WorkerServer
+from supervisor.settings import WorkerSettings, from_environment
 
 WARM_WAIT_SECONDS = 600.0
 
@@ -58,18 +59,18 @@ def _wait_for(path: Path, seconds: float) -> bytes:
 def serve(listen: str, warm: Path | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, _, port = listen.rpartition(":")
-    config = from_environment()
-    transport = local_pool(config)
+    settings = from_environment(WorkerSettings)
+    transport = local_pool(settings)
     default = _wait_for(warm, WARM_WAIT_SECONDS) if warm is not None else b""
     trusted = None
-    if not (transport.sandboxed or config["ALLOW_UNSANDBOXED_MODELS"]):
+    if not (transport.sandboxed or settings.allow_unsandboxed_models):
         trusted = frozenset({hashlib.sha256(default).hexdigest()} if default else ())
     signal.signal(signal.SIGTERM, _stop)
     try:
         if default:
             transport.preload(probe_request(default))
         server = WorkerServer(
-            (host or "0.0.0.0", int(port)), transport, config["WORKER_CACHE_MB"] << 20, trusted
+            (host or "0.0.0.0", int(port)), transport, settings.worker_cache_mb << 20, trusted
         )
         print(f"worker service listening on {host or '0.0.0.0'}:{port}", flush=True)
         with server:

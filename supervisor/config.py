@@ -1,13 +1,11 @@
-"""The supervisor's settings, read from environment variables with sane defaults (the README
-lists them), and what they build: the sandbox, the launch settings of a worker and the local
-warm pool. The frontend and the worker service (`python -m supervisor`) read the same names."""
+"""What the workers' settings (supervisor/settings.py) build: the sandbox, the launch settings
+of a worker and the local warm pool. The frontend and the worker service (`python -m
+supervisor`) build them the same way."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from supervisor.batching import Batcher
 from supervisor.launcher import LaunchSettings
@@ -15,70 +13,24 @@ from supervisor.pool import PoolSettings, WorkerPool
 from supervisor.sandbox import Sandbox, find_bwrap
 from supervisor.seccomp import SeccompUnavailable
 from supervisor.seccomp import program as seccomp_program
+from supervisor.settings import WorkerSettings
 from supervisor.transport import Transport
 from worker.limits import Limits
 
 logger = logging.getLogger("gunicorn.error")
 
-# name: (default, type); the environment variable has the same name.
-SETTINGS: dict[str, tuple[Any, type]] = {
-    "POOL_SIZE": (0, int),  # warm workers per process; 0: cores / WEB_CONCURRENCY
-    "POOL_QUEUE_LIMIT": (64, int),  # requests waiting for a worker (per lane) before 503
-    # Uploaded and registered models run in warm workers of their own (supervisor/model_lane.py).
-    "UPLOAD_POOL_SIZE": (1, int),  # their frames running at once
-    "UPLOAD_TIMEOUT": (30.0, float),  # wall-clock seconds per frame of an uploaded model
-    "UPLOAD_MEMORY_MB": (2048, int),  # their warm workers' own memory, spares included
-    "UPLOAD_SPARES": (1, int),  # spare workers per runtime, started with it imported
-    "QUARANTINE_SECONDS": (600.0, float),  # how long a model that broke its worker is refused
-    "WORKER_CACHE_MB": (1024, int),  # loaded-model budget of each warm worker
-    # Dynamic batching for models that take any batch size; 1: off (see README, Performance).
-    "BATCH_MAX_SIZE": (1, int),
-    "BATCH_WAIT_MS": (2.0, float),  # how long the first request of a batch waits for others
-    "WORKER_TIMEOUT": (60.0, float),  # wall-clock seconds per request
-    "WORKER_MEMORY_MB": (4096, int),  # address-space limit of each worker process
-    "WORKER_CPU_SECONDS": (120, int),
-    "WORKER_THREADS": (1, int),
-    # The sandbox around workers: "bwrap" (bubblewrap at BWRAP_PATH) or "none".
-    "WORKER_SANDBOX": ("bwrap", str),
-    "BWRAP_PATH": ("bwrap", str),
-    "OP_ALLOWLIST": (True, bool),  # refuse models using operations outside worker/allowlist.py
-    # Without a sandbox, models other than the default are refused unless this is set.
-    "ALLOW_UNSANDBOXED_MODELS": (False, bool),
-}
 
-
-def parse_flag(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a yes/no setting: {raw!r} (use 1 or 0)")
-
-
-def from_environment(
-    settings: Mapping[str, tuple[Any, type]] = SETTINGS,
-    environ: Mapping[str, str] = os.environ,
-) -> dict[str, Any]:
-    config = {}
-    for name, (default, kind) in settings.items():
-        raw = environ.get(name)
-        parse = parse_flag if kind is bool else kind
-        config[name] = default if raw in (None, "") else parse(raw)
-    return config
-
-
-def sandbox(config: Mapping[str, Any]) -> Sandbox | None:
+def sandbox(settings: WorkerSettings) -> Sandbox | None:
     """The sandbox the settings ask for, checked by starting a process in it; None when asked
     for none, or (with a warning) when bwrap is missing or fails."""
-    kind = config["WORKER_SANDBOX"]
+    kind = settings.worker_sandbox
     if kind == "none":
         return None
     if kind != "bwrap":
         raise ValueError(f"WORKER_SANDBOX must be 'bwrap' or 'none', not {kind!r}")
-    bwrap = find_bwrap(config["BWRAP_PATH"])
+    bwrap = find_bwrap(settings.bwrap_path)
     if bwrap is None:
-        problem = f"bubblewrap ({config['BWRAP_PATH']}) is not installed"
+        problem = f"bubblewrap ({settings.bwrap_path}) is not installed"
     else:
         try:
             seccomp_program()
@@ -105,41 +57,42 @@ def sandbox(config: Mapping[str, Any]) -> Sandbox | None:
     return None
 
 
-def launch_settings(config: Mapping[str, Any]) -> LaunchSettings:
-    limits = Limits(memory_mb=config["WORKER_MEMORY_MB"], cpu_seconds=config["WORKER_CPU_SECONDS"])
+def launch_settings(settings: WorkerSettings) -> LaunchSettings:
+    limits = Limits(memory_mb=settings.worker_memory_mb, cpu_seconds=settings.worker_cpu_seconds)
     return LaunchSettings(
-        config["WORKER_TIMEOUT"],
-        config["WORKER_THREADS"],
+        settings.worker_timeout,
+        settings.worker_threads,
         limits,
-        sandbox=sandbox(config),
-        check_ops=config["OP_ALLOWLIST"],
+        sandbox=sandbox(settings),
+        check_ops=settings.op_allowlist,
     )
 
 
-def pool_size(config: Mapping[str, Any]) -> int:
+def pool_size(settings: WorkerSettings) -> int:
     """POOL_SIZE, or the cores shared out among gunicorn's processes (at least one each), so
     that gunicorn's processes do not multiply the pool past the cores."""
-    if config["POOL_SIZE"]:
-        return config["POOL_SIZE"]
-    web_processes = int(os.environ.get("WEB_CONCURRENCY", "1") or 1)
-    return max(1, (os.cpu_count() or 1) // max(1, web_processes))
+    if settings.pool_size:
+        return settings.pool_size
+    web_processes = settings.web_concurrency or 1
+    return max(1, (os.cpu_count() or 1) // web_processes)
 
 
-def local_pool(config: Mapping[str, Any]) -> Transport:
+def local_pool(settings: WorkerSettings) -> Transport:
     """Warm workers on this machine, with dynamic batching in front when it is on."""
-    settings = PoolSettings(
-        size=pool_size(config),
-        launch=launch_settings(config),
-        cache_mb=config["WORKER_CACHE_MB"],
-        queue_limit=config["POOL_QUEUE_LIMIT"],
-        timeout=config["WORKER_TIMEOUT"],
-        upload_size=config["UPLOAD_POOL_SIZE"],
-        upload_timeout=config["UPLOAD_TIMEOUT"],
-        upload_memory_mb=config["UPLOAD_MEMORY_MB"],
-        upload_spares=config["UPLOAD_SPARES"],
-        quarantine_seconds=config["QUARANTINE_SECONDS"],
+    pool = WorkerPool(
+        PoolSettings(
+            size=pool_size(settings),
+            launch=launch_settings(settings),
+            cache_mb=settings.worker_cache_mb,
+            queue_limit=settings.pool_queue_limit,
+            timeout=settings.worker_timeout,
+            upload_size=settings.upload_pool_size,
+            upload_timeout=settings.upload_timeout,
+            upload_memory_mb=settings.upload_memory_mb,
+            upload_spares=settings.upload_spares,
+            quarantine_seconds=settings.quarantine_seconds,
+        )
     )
-    pool = WorkerPool(settings)
-    if config["BATCH_MAX_SIZE"] > 1:
-        return Batcher(pool, config["BATCH_MAX_SIZE"], config["BATCH_WAIT_MS"] / 1000)
+    if settings.batch_max_size > 1:
+        return Batcher(pool, settings.batch_max_size, settings.batch_wait_ms / 1000)
     return pool

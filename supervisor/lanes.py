@@ -4,17 +4,16 @@ and reaping a worker that died."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from protocol import ModelUnknown, Request
+from protocol import Request
 from supervisor.launcher import LaunchSettings
 from supervisor.metrics import CACHE_HIT, CACHE_MISS, WORKER_RESTARTS
-from supervisor.transport import Answer
+from supervisor.transport import Answer, by_sha256_then_bytes
 
 logger = logging.getLogger("gunicorn.error")
 
@@ -71,30 +70,15 @@ class Spawner:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
-def sha256_of(request: Request) -> str:
-    return request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
-
-
-def _by_reference(request: Request, sha256: str) -> Request:
-    header = dataclasses.replace(request.header, model_length=0, model_sha256=sha256)
-    return Request(header, b"", request.pixels)
-
-
 def run_on(worker: Worker, request: Request, sha256: str, timeout: float) -> Answer:
     """The answer of `worker` to `request`: by sha256 alone when the worker holds the model,
     in full when it does not (or evicted it since). A model the worker converted (a Keras
     file's GraphDef, which the registration stores and later frames send) is held too."""
     worker.ran.add(sha256)
-    if sha256 in worker.models:
-        try:
-            answer = worker.exchange(_by_reference(request, sha256), timeout)
-            CACHE_HIT.inc()
-            return answer
-        except ModelUnknown:  # evicted from the worker's cache since: send it in full
-            worker.models.discard(sha256)
-    CACHE_MISS.inc()
-    answer = worker.exchange(request, timeout)
-    worker.models.add(sha256)  # only after it loaded and ran
+    answer, sent = by_sha256_then_bytes(
+        lambda frame: worker.exchange(frame, timeout), request, sha256, worker.models
+    )
+    (CACHE_MISS if sent else CACHE_HIT).inc()
     converted = (answer[1] or {}).get("converted_model")
     if isinstance(converted, bytes):
         worker.models.add(hashlib.sha256(converted).hexdigest())

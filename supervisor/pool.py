@@ -27,7 +27,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from protocol import Overloaded, Request, ServiceError, WorkerCrashed, WorkerUnavailable
+from protocol import (
+    Overloaded,
+    Request,
+    ServiceError,
+    WorkerCrashed,
+    WorkerUnavailable,
+    model_sha256,
+)
 from supervisor.lanes import (
     Spawner,
     Worker,
@@ -35,7 +42,6 @@ from supervisor.lanes import (
     log_reaped,
     logger,
     run_on,
-    sha256_of,
     take_failed_idle,
 )
 from supervisor.launcher import LaunchSettings, WarmWorker
@@ -215,7 +221,7 @@ class WorkerPool:
         warm = self._warm_request
         if warm is None:
             return
-        lane, sha256 = self._trusted, sha256_of(warm)
+        lane, sha256 = self._trusted, model_sha256(warm)
         while True:
             with self._changed:
                 if self._closed or lane.count >= lane.size:
@@ -237,7 +243,7 @@ class WorkerPool:
     # --- requests ----------------------------------------------------------------------------
 
     def exchange(self, request: Request, batchable: bool = False) -> Answer:
-        sha256 = sha256_of(request)
+        sha256 = model_sha256(request)
         if sha256 in self._trusted_models:
             return self._exchange_trusted(request, sha256)
         self._start_watcher()
@@ -263,7 +269,7 @@ class WorkerPool:
         """Trust the model of `request` (the service's default) and run it on every worker of
         the trusted lane, starting them all: the pool's warm-up. Then the upload lane's spares
         start."""
-        sha256 = sha256_of(request)
+        sha256 = model_sha256(request)
         self.trust(sha256)
         self._warm_request = request
         self._start_watcher()

@@ -12,8 +12,6 @@ retry, not an error."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import socket
 import threading
 import time
@@ -22,7 +20,6 @@ from dataclasses import dataclass, field
 from protocol import (
     AnswerMismatch,
     AnswerReader,
-    ModelUnknown,
     Overloaded,
     Request,
     WorkerCrashed,
@@ -30,9 +27,10 @@ from protocol import (
     WorkerUnavailable,
     decode_stream_answer,
     encode_stamped_request,
+    model_sha256,
 )
 from supervisor.metrics import REPLICA_FRAMES
-from supervisor.transport import Answer
+from supervisor.transport import Answer, by_sha256_then_bytes
 
 RESOLVE_SECONDS = 5.0  # how long a resolution of the service's name is used
 DOWN_SECONDS = 5.0  # how long a replica that failed is skipped
@@ -140,7 +138,7 @@ class RemoteWorkers:
     # --- frames -----------------------------------------------------------------------------
 
     def exchange(self, request: Request, batchable: bool = False) -> Answer:
-        sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        sha256 = model_sha256(request)
         tried: set[tuple[str, int]] = set()
         while True:
             replica = self._pick(tried)
@@ -167,19 +165,8 @@ class RemoteWorkers:
             return answer
 
     def _exchange_on(self, replica: _Replica, request: Request, sha256: str) -> Answer:
-        if sha256 in replica.models:
-            by_reference = Request(
-                dataclasses.replace(request.header, model_length=0, model_sha256=sha256),
-                b"",
-                request.pixels,
-            )
-            try:
-                return self._send(replica, by_reference)
-            except ModelUnknown:  # it evicted the model since: send the bytes
-                replica.models.discard(sha256)
-        answer = self._send(replica, request)
-        replica.models.add(sha256)
-        return answer
+        send = lambda frame: self._send(replica, frame)  # noqa: E731
+        return by_sha256_then_bytes(send, request, sha256, replica.models)[0]
 
     def _send(self, replica: _Replica, request: Request) -> Answer:
         """The answer from `replica`, over a kept connection or a new one; the frame carries a
@@ -228,7 +215,7 @@ class RemoteWorkers:
 
     def preload(self, request: Request) -> None:
         """Send the model to every replica, so that later frames only name it."""
-        sha256 = request.header.model_sha256 or hashlib.sha256(request.model).hexdigest()
+        sha256 = model_sha256(request)
         for name in self.replicas():
             host, _, port = name.rpartition(":")
             with self._lock:

@@ -16,8 +16,6 @@ import dataclasses
 import hashlib
 import logging
 import socketserver
-import threading
-from collections import OrderedDict
 
 from protocol import (
     FrameError,
@@ -27,9 +25,10 @@ from protocol import (
     SandboxUnavailable,
     ServiceError,
     encode_stream_answer,
+    read_request,
 )
+from protocol.lru import LRU
 from supervisor.transport import Transport
-from worker.framing import read_request
 
 logger = logging.getLogger("mobilenet.worker-service")
 
@@ -40,9 +39,7 @@ class ModelBytes:
     """Model bytes by sha256, least recently used out first, within a budget."""
 
     def __init__(self, budget_bytes: int) -> None:
-        self.budget_bytes = budget_bytes
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
+        self._blobs: LRU[str, bytes] = LRU(max_cost=budget_bytes, cost=len)
 
     def complete(self, request: Request) -> Request:
         """`request` with its model's bytes: kept from an earlier frame when it names the model
@@ -52,24 +49,14 @@ class ModelBytes:
             sha256 = hashlib.sha256(request.model).hexdigest()
             if header.model_sha256 not in (None, sha256):
                 raise LengthMismatch("the model's bytes do not have the sha256 the frame names")
-            self._keep(sha256, request.model)
+            self._blobs.put(sha256, request.model)
             return request
         if header.model_sha256 is None:
             return request
-        with self._lock:
-            blob = self._blobs.get(header.model_sha256)
-            if blob is not None:
-                self._blobs.move_to_end(header.model_sha256)
+        blob = self._blobs.get(header.model_sha256)
         if blob is None:
             raise ModelUnknown(f"the worker service does not hold model {header.model_sha256}")
         return Request(dataclasses.replace(header, model_length=len(blob)), blob, request.pixels)
-
-    def _keep(self, sha256: str, blob: bytes) -> None:
-        with self._lock:
-            self._blobs[sha256] = blob
-            self._blobs.move_to_end(sha256)
-            while len(self._blobs) > 1 and sum(map(len, self._blobs.values())) > self.budget_bytes:
-                self._blobs.popitem(last=False)
 
 
 class _FrameHandler(socketserver.BaseRequestHandler):

@@ -3,11 +3,12 @@ for describe frames the model's description) out, or the ServiceError that stopp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
-from protocol import Request
+from protocol import ModelUnknown, Request, by_reference
 
 # Probability rows, float32 [images, classes], and the model's description or None.
 Answer = tuple[np.ndarray, dict[str, Any] | None]
@@ -31,3 +32,20 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def by_sha256_then_bytes(
+    send: Callable[[Request], Answer], request: Request, sha256: str, held: set[str]
+) -> tuple[Answer, bool]:
+    """The answer of a worker or a replica that holds the models in `held` (by sha256): the
+    model named by its sha256 alone when it holds it, sent in full when it does not or answers
+    `model_unknown` (it evicted the model since); `held` kept up to date. Also whether the
+    bytes went."""
+    if sha256 in held:
+        try:
+            return send(by_reference(request, sha256)), False
+        except ModelUnknown:
+            held.discard(sha256)
+    answer = send(request)
+    held.add(sha256)  # only after it loaded and ran
+    return answer, True

@@ -30,7 +30,7 @@ from conftest import (
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from frontend.registry import registration_id
+from frontend.dataplane.manifest import Options, registration_id
 from tools.fetch_models import sha256_of
 from tools.server import tree_rss_mib
 
@@ -216,7 +216,7 @@ def test_a_poisoned_store_cannot_change_the_default_model(tmp_path: Path) -> Non
     first = start_gunicorn(tmp_path, {"MODEL_STORE": str(store)})
     try:
         lines = IMAGENET_LABELS.read_text().splitlines()
-        default_id = registration_id(sha256_of(DEFAULT_MODEL), lines)
+        default_id = registration_id(sha256_of(DEFAULT_MODEL), lines, Options())
         assert classify(first.url).json()["model"]["id"] == default_id
         poisoned = register(first.url, DEFAULT_MODEL.read_bytes(), b"POISONED\n" * 1001)
         assert poisoned.status_code == 201 and poisoned.json()["id"] != default_id
@@ -277,7 +277,9 @@ def test_the_page_lists_no_models_without_the_token(api_only: Server) -> None:
 
 
 def test_with_only_the_api_token_set_admin_routes_are_closed(api_only: Server) -> None:
-    model_id = registration_id(sha256_of(DEFAULT_MODEL), IMAGENET_LABELS.read_text().splitlines())
+    model_id = registration_id(
+        sha256_of(DEFAULT_MODEL), IMAGENET_LABELS.read_text().splitlines(), Options()
+    )
     for headers in ({}, {"Authorization": "Bearer api-5e1"}):
         deleted = requests.delete(f"{api_only.url}/api/v1/models/{model_id}", headers=headers)
         assert deleted.status_code == 403 and error(deleted)["code"] == "admin_disabled"

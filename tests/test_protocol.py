@@ -31,7 +31,8 @@ from protocol import (
     encode_request,
     encode_stream_answer,
 )
-from protocol.frame import MAX_HEADER_BYTES, MAX_MODEL_BYTES, PREAMBLE
+from protocol.frame import MAX_HEADER_BYTES, PREAMBLE
+from protocol.header import MAX_MODEL_BYTES
 
 normalizations = st.one_of(
     st.just(Normalization()),

@@ -27,11 +27,13 @@ from conftest import (
     start_gunicorn,
 )
 
-from frontend.registry import registration_id
+from frontend.dataplane.manifest import Options, registration_id
 from frontend.store import MANIFEST_FILE, MODEL_FILE, PARTIAL_PREFIX
 from tools.fetch_models import sha256_of
 
-DEFAULT_ID = registration_id(sha256_of(DEFAULT_MODEL), IMAGENET_LABELS.read_text().splitlines())
+DEFAULT_ID = registration_id(
+    sha256_of(DEFAULT_MODEL), IMAGENET_LABELS.read_text().splitlines(), Options()
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_registration_describes_the_model(registry: Server, bird_id: str) -> Non
     body = requests.get(f"{registry.url}/api/v1/models/{bird_id}", timeout=10).json()
     assert body["id"] == bird_id
     assert body["id"] == registration_id(
-        sha256_of(BIRD_MODEL), BIRD_LABELS.read_text().splitlines()
+        sha256_of(BIRD_MODEL), BIRD_LABELS.read_text().splitlines(), Options()
     )
     assert body["sha256"] == sha256_of(BIRD_MODEL)
     assert body["options"] == {
@@ -217,7 +219,9 @@ def test_store_survives_restart_and_kill_during_registration(
             os.kill(pid, signal.SIGKILL)
     second.process.wait()
     pending.join()
-    frozen_id = registration_id(sha256_of(FROZEN_MODEL), IMAGENET_LABELS.read_text().splitlines())
+    frozen_id = registration_id(
+        sha256_of(FROZEN_MODEL), IMAGENET_LABELS.read_text().splitlines(), Options()
+    )
     assert not (store / frozen_id).exists()
     for folder in store.iterdir():
         if folder.is_dir() and not folder.name.startswith(PARTIAL_PREFIX):

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from frontend.settings import load
+
 CORAL = "https://github.com/google-coral/test_data/raw/master/"
 
 
@@ -180,16 +182,17 @@ def fetch_all(dest: Path, mirror: str | None, url_base: str | None, derived: boo
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = load()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dest", default=os.environ.get("MODEL_DIR", "models"))
+    parser.add_argument("--dest", default=settings.model_dir)
     parser.add_argument(
         "--mirror",
-        default=os.environ.get("MODEL_MIRROR") or None,
+        default=settings.model_mirror or None,
         help="local folder holding the same files (MODEL_MIRROR)",
     )
     parser.add_argument(
         "--url-base",
-        default=os.environ.get("MODEL_URL_BASE") or None,
+        default=settings.model_url_base or None,
         help="fetch every file from this base URL instead of its official one",
     )
     parser.add_argument(

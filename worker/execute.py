@@ -38,10 +38,10 @@ def _model_for(request: Request, options: RuntimeOptions, cache: ModelCache | No
         request.model, header.model_format, header.input_tensor, header.output_tensor, options
     )
     if cache is not None:
-        cache.put(sha256, model, len(request.model))
+        cache.keep(sha256, model, len(request.model))
         converted = getattr(model, "converted", None)
         if converted is not None:  # later frames send what a registration stores: this
-            cache.put(hashlib.sha256(converted).hexdigest(), model, len(converted))
+            cache.keep(hashlib.sha256(converted).hexdigest(), model, len(converted))
     return model
 
 

@@ -19,9 +19,9 @@ from protocol import (
     encode_error,
     encode_probabilities,
     error_for_exit,
+    read_request,
 )
 from worker.execute import execute
-from worker.framing import read_request
 from worker.limits import Limits
 from worker.runtimes import RuntimeOptions
 

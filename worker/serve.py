@@ -14,10 +14,9 @@ import os
 import sys
 from typing import BinaryIO
 
-from protocol import FrameError, ResourceExhausted, ServiceError, encode_stream_answer
+from protocol import FrameError, ResourceExhausted, ServiceError, encode_stream_answer, read_request
 from worker.cache import ModelCache
 from worker.execute import execute
-from worker.framing import read_request
 from worker.limits import Limits
 from worker.runtimes import RuntimeOptions, import_runtime
 
@@ -76,5 +75,5 @@ def main(
     answers = answer_channel(answer_fd)
     if runtime is not None:  # after the answer channel: what the import prints goes to stderr
         import_runtime(runtime)
-    # Unbuffered: each read goes straight into the frame's buffers (worker/framing.py).
+    # Unbuffered: each read goes straight into the frame's buffers (protocol/frame.py).
     return serve(sys.stdin.buffer.raw, answers, options, cache_mb * 1024 * 1024, limits)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from frontend.openapi_protocols import BEARER as _BEARER
-from frontend.openapi_protocols import PATHS as V2_PATHS
-from frontend.openapi_protocols import TF_SERVING_PATHS, V2_ERROR, json_body, path_parameter
-from frontend.openapi_protocols import json_content as _json
+from frontend.http.openapi_protocols import BEARER as _BEARER
+from frontend.http.openapi_protocols import PATHS as V2_PATHS
+from frontend.http.openapi_protocols import TF_SERVING_PATHS, V2_ERROR, json_body, path_parameter
+from frontend.http.openapi_protocols import json_content as _json
 from frontend.preprocessing import PROFILES
 
 

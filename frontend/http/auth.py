@@ -31,7 +31,8 @@ def _presented() -> bytes | None:
 def accepts(*settings: str) -> bool:
     """Whether the request carries one of the tokens named by `settings` (or the first of them
     is unset)."""
-    expected = [current_app.config[name].encode() for name in settings]
+    tokens = current_app.config["SETTINGS"]
+    expected = [getattr(tokens, name.lower()).encode() for name in settings]
     if not expected[0]:  # the endpoint's own token is unset: open
         return True
     presented = _presented()
@@ -65,8 +66,8 @@ def admin(view: View) -> View:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        config = current_app.config
-        if config["API_TOKEN"] and not config["ADMIN_TOKEN"]:
+        tokens = current_app.config["SETTINGS"]
+        if tokens.api_token and not tokens.admin_token:
             raise AdminDisabled(
                 "registering and deleting models is closed: API_TOKEN is set and ADMIN_TOKEN "
                 "is not (set ADMIN_TOKEN to allow them)"

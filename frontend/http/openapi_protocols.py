@@ -1,5 +1,5 @@
 """The routes of the other serving protocols for the OpenAPI document: the Open Inference
-Protocol (frontend/views/v2.py) and TensorFlow Serving's REST API (frontend/views/tf_serving.py).
+Protocol (frontend/http/v2.py) and TensorFlow Serving's REST API (frontend/http/tf_serving.py).
 Both answer errors as {"error": message, "code": kind}."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ V2_ERROR = {
 
 
 def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    """A response of JSON (frontend/openapi.py uses it too)."""
+    """A response of JSON (frontend/http/openapi_document.py uses it too)."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    """A required JSON request body (frontend/openapi.py uses it too)."""
+    """A required JSON request body (frontend/http/openapi_document.py uses it too)."""
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
@@ -47,7 +47,7 @@ _TENSOR = {
 
 
 def path_parameter(name: str, description: str) -> dict[str, Any]:
-    """A string in the route's path (frontend/openapi.py uses it too)."""
+    """A string in the route's path (frontend/http/openapi_document.py uses it too)."""
     return {
         "name": name,
         "in": "path",

@@ -8,17 +8,20 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from frontend import auth, forms
+from frontend.dataplane.manifest import Manifest
+from frontend.dataplane.models import uploaded_model
+from frontend.dataplane.preparation import other_registrations
 from frontend.errors import InvalidField, MissingField
-from frontend.registry import other_registrations
-from frontend.service import get_service
+from frontend.http import auth, classify_one, forms, plane
 from frontend.store import StoredModel
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 
 
 def _public(stored: StoredModel) -> dict[str, Any]:
-    return {**stored.manifest, "default": get_service().is_default(stored.id)}
+    """A model's manifest as the API answers it, and whether it is the default."""
+    manifest = Manifest.from_dict(stored.manifest)
+    return {**manifest.to_dict(), "default": plane().is_default(stored.id)}
 
 
 @bp.post("")
@@ -27,22 +30,21 @@ def register() -> tuple[Response, int]:
     model, labels = request.files.get("model"), request.files.get("labels")
     if model is None or labels is None:
         raise MissingField("register with multipart fields 'model' and 'labels'")
-    registered = get_service().register(
-        model.read(),
-        labels.read(),
-        client=request.remote_addr or "",
-        name=request.values.get("name") or None,
-        filename=model.filename or "",
-        input_tensor=request.values.get("input_tensor") or None,
-        output_tensor=request.values.get("output_tensor") or None,
-        normalization=forms.normalization(request),
-        input_size=forms.input_size(request),
-        preprocessing=forms.preprocessing(request),
+    label_bytes = labels.read()
+    upload = uploaded_model(
+        model.filename or "model", model.read(), label_bytes, forms.options(request)
+    )
+    registered = plane().register(
+        upload,
+        label_bytes,
+        request.values.get("name") or None,
+        model.filename or "",
+        forms.client(request),
     )
     answer = _public(registered.stored)
     if registered.renamed_from is not None:  # the same model again, under another name
         answer["renamed_from"] = registered.renamed_from
-    others = other_registrations(get_service().store, registered.stored)
+    others = other_registrations(plane().catalog, registered.stored)
     if others:  # the same bytes registered with other labels or options: say so
         answer["other_registrations"] = others
     return jsonify(answer), 201 if registered.created else 200
@@ -51,15 +53,16 @@ def register() -> tuple[Response, int]:
 @bp.get("")
 @auth.api
 def list_models() -> Response:
-    service = get_service()
-    service.default_model()  # so the default is listed even before its first use
-    return jsonify({"models": [_public(m) for m in service.store.list()]})
+    plane().default_model()  # so the default is listed even before its first use
+    return jsonify({"models": [_public(m) for m in plane().catalog.store.list()]})
 
 
 @bp.get("/<key>")
 @auth.api
 def describe(key: str) -> Response:
-    return jsonify(_public(get_service().stored(key)))
+    model = plane().model(key)
+    assert model.manifest is not None  # a stored model's
+    return jsonify({**model.manifest.to_dict(), "default": model.origin == "default"})
 
 
 @bp.patch("/<key>")
@@ -70,25 +73,24 @@ def rename(key: str) -> Response:
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
         raise InvalidField('rename with {"name": "<new name>"} (JSON) or a form field name')
-    stored, old_name = get_service().rename(key, name)
+    stored, old_name = plane().rename(key, name)
     return jsonify({**_public(stored), "renamed_from": old_name})
 
 
 @bp.delete("/<key>")
 @auth.admin
 def delete(key: str) -> Response:
-    return jsonify({"deleted": get_service().delete(key)})
+    return jsonify({"deleted": plane().delete(key)})
 
 
 @bp.post("/<key>/classify")
 @auth.api
 def classify(key: str) -> Response:
-    service = get_service()
-    result = service.classify(
+    result = classify_one(
         forms.image_bytes(request, "image"),
-        service.model(key),
+        plane().model(key),
+        forms.top_k(request, plane().settings.default_top_k),
+        forms.client(request),
         forms.normalization(request),
-        forms.top_k(request, service.config["DEFAULT_TOP_K"]),
-        client=request.remote_addr or "",
     )
     return jsonify(result.to_dict())

@@ -1,6 +1,6 @@
 """The Open Inference Protocol (KServe V2) under /v2: health, model metadata and infer, for
 Triton's, KServe's and MLServer's clients. Every model in the store answers to its id or its
-name; the default model to its name and to `default`. Tensors: frontend/open_inference.py.
+name; the default model to its name and to `default`. Tensors: frontend/http/open_inference.py.
 
 Inputs: `image` (BYTES, one encoded image per element), or `input` (the prepared tensor
 [n, h, w, 3]: UINT8 pixels, or FP32 as the model takes it, normalised). Outputs: `probabilities`
@@ -16,21 +16,19 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from frontend import auth
-from frontend.classify import Classification, every_image
+from frontend.answers import Result, every_image
+from frontend.dataplane import MODEL_VERSION
+from frontend.dataplane.models import ModelSource
 from frontend.errors import InvalidField
-from frontend.forms import MAX_TOP_K
-from frontend.models import ModelSource
-from frontend.open_inference import Tensor, encode_infer_response, parse_infer_request
-from frontend.service import MODEL_VERSION, get_service
-from frontend.views import protocol_error
-from frontend.views.health import check_ready
-from protocol import Normalization, ServiceError
+from frontend.http import auth, forms, plane, protocol_error
+from frontend.http.forms import MAX_TOP_K
+from frontend.http.health import check_ready
+from frontend.http.open_inference import Tensor, encode_infer_response, parse_infer_request
+from protocol import ServiceError
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 bp.register_error_handler(ServiceError, protocol_error)
 OUTPUTS = ("probabilities", "labels", "scores", "errors")
-Result = Classification | ServiceError
 
 
 def _server_version() -> str:
@@ -59,7 +57,7 @@ def live() -> Response:
 @bp.get("/health/ready")
 def ready() -> tuple[Response, int]:
     """The same check as /readyz, sharing its answer."""
-    (_, status), _ = get_service().readiness.answer(check_ready)
+    (_, status), _ = plane().readiness.answer(check_ready)
     return jsonify({"ready": status == 200}), status
 
 
@@ -68,7 +66,7 @@ def _input_datatype(model: ModelSource) -> str:
 
 
 def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
-    height, width = model.size(get_service().config["INPUT_SIZE"])
+    height, width = model.size(plane().settings.input_size)
     classes = model.classes
     return {
         "name": name,
@@ -92,19 +90,19 @@ def _metadata(model: ModelSource, name: str) -> dict[str, Any]:
 @bp.get("/models/<name>/versions/<version>")
 @auth.api
 def model_metadata(name: str, version: str | None = None) -> Response:
-    return jsonify(_metadata(get_service().model(name, version), name))
+    return jsonify(_metadata(plane().model(name, version), name))
 
 
 @bp.get("/models/<name>/ready")
 @bp.get("/models/<name>/versions/<version>/ready")
 @auth.api
 def model_ready(name: str, version: str | None = None) -> Response:
-    get_service().model(name, version)  # 404 when there is no such model
+    plane().model(name, version)  # 404 when there is no such model
     return jsonify({"name": name, "ready": True})
 
 
 def _top_k(parameters: dict[str, Any]) -> int:
-    value = parameters.get("top_k", get_service().config["DEFAULT_TOP_K"])
+    value = parameters.get("top_k", plane().settings.default_top_k)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOP_K:
         raise InvalidField(f"parameters.top_k must be an integer from 1 to {MAX_TOP_K}")
     return value
@@ -115,20 +113,18 @@ def _classify(model: ModelSource, inputs: dict[str, Tensor], top_k: int) -> list
     fails only its own row; when none can be read, the call fails with the first one's."""
     if len(inputs) != 1:
         raise InvalidField("send one input: 'image' (BYTES) or 'input' (the prepared tensor)")
-    service, client = get_service(), request.remote_addr or ""
+    client = forms.client(request)
     (tensor,) = inputs.values()
     if tensor.name == "image":
         if not tensor.data:
             raise InvalidField("inputs 'image' holds no image")
-        results = service.classify_many(
-            list(tensor.data), model, Normalization(), top_k, client=client
-        )
+        results = plane().classify(list(tensor.data), model, top_k, client)
         if all(isinstance(r, ServiceError) for r in results):
             every_image(results, "image")  # raises the first
         return results
-    service.check_count(tensor.shape[0] if tensor.shape else 0)  # before any conversion
-    pixels = model.pixels_from_input(tensor.data, tensor.shape, service.config["INPUT_SIZE"])
-    return service.classify_pixels(pixels, model, Normalization(), top_k, client=client)
+    plane().admission.count(tensor.shape[0] if tensor.shape else 0)  # before any conversion
+    pixels = model.pixels_from_input(tensor.data, tensor.shape, plane().settings.input_size)
+    return plane().classify_pixels(pixels, model, top_k, client)
 
 
 def _outputs(results: list[Result], classes: int, top_k: int) -> list[Tensor]:
@@ -159,13 +155,13 @@ def _outputs(results: list[Result], classes: int, top_k: int) -> list[Tensor]:
 @bp.post("/models/<name>/versions/<version>/infer")
 @auth.api
 def infer(name: str, version: str | None = None) -> Response:
-    model = get_service().model(name, version)
+    model = plane().model(name, version)
     accepted = {"image": {"BYTES"}, "input": {"UINT8", "FP32"}}
     parsed = parse_infer_request(
         request.get_data(),
         request.headers.get("Inference-Header-Content-Length"),
         accepted,
-        get_service().config["MAX_JSON_BYTES"],
+        plane().settings.max_json_bytes,
     )
     top_k = _top_k(parsed.parameters)
     outputs = _outputs(_classify(model, parsed.inputs, top_k), model.classes, top_k)

@@ -7,10 +7,9 @@ import time
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from frontend import auth, forms
 from frontend.errors import InvalidField
 from frontend.explain import DEFAULT_GRID, MAX_GRID, MIN_GRID, data_url, overlay_png
-from frontend.service import get_service
+from frontend.http import auth, classify_one, forms, plane
 from protocol import ServiceError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -21,19 +20,15 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 def classify() -> Response:
     """One `image` part: its answer. Several, or `images` parts: {"results": [...]}, one entry
     per image in order, each an answer or {"error": ...} for an image that could not be read."""
-    service = get_service()
     images, listed = forms.images(request)
-    model = forms.requested_model(request, service)
-    normalization = forms.normalization(request)
-    top_k = forms.top_k(request, service.config["DEFAULT_TOP_K"])
-    client = request.remote_addr or ""
-    if not listed:
-        return jsonify(
-            service.classify(images[0][1], model, normalization, top_k, client).to_dict()
-        )
-    results = service.classify_many(
-        [data for _, data in images], model, normalization, top_k, client
+    model, client = forms.requested_model(request), forms.client(request)
+    top_k, normalization = (
+        forms.top_k(request, plane().settings.default_top_k),
+        forms.normalization(request),
     )
+    if not listed:
+        return jsonify(classify_one(images[0][1], model, top_k, client, normalization).to_dict())
+    results = plane().classify([data for _, data in images], model, top_k, client, normalization)
     entries = []
     for (name, _), result in zip(images, results, strict=True):
         if isinstance(result, ServiceError):
@@ -59,16 +54,15 @@ def explain() -> Response:
     """Why this label: the occlusion map of `label` (default: the top label) as a grid of how
     far its probability falls with each region hidden, the strongest region, and the photo
     with the regions that mattered in red (a PNG; `format=png` answers the PNG alone)."""
-    service, client = get_service(), request.remote_addr or ""
     started = time.perf_counter()
-    model = forms.requested_model(request, service)
-    found, pixels, labels = service.explain(
+    model = forms.requested_model(request)
+    found, pixels, labels = plane().explain(
         forms.image_bytes(request, "image"),
         model,
-        forms.normalization(request),
         request.values.get("label") or None,
         _grid(request.values.get("grid")),
-        client=client,
+        forms.client(request),
+        forms.normalization(request),
     )
     png = overlay_png(pixels, found.heat)
     if request.values.get("format") == "png":

@@ -10,14 +10,13 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from frontend import auth
-from frontend.classify import Classification, every_image
+from frontend.answers import Classification, every_image
+from frontend.dataplane import MODEL_VERSION
 from frontend.errors import InvalidField, TooManyImages
-from frontend.forms import MAX_TOP_K
-from frontend.open_inference import parse_json
-from frontend.service import MODEL_VERSION, get_service
-from frontend.views import protocol_error
-from protocol import Normalization, ServiceError
+from frontend.http import auth, forms, plane, protocol_error
+from frontend.http.forms import MAX_TOP_K
+from frontend.http.open_inference import parse_json
+from protocol import ServiceError
 
 bp = Blueprint("tf_serving", __name__, url_prefix="/v1/models")
 bp.register_error_handler(ServiceError, protocol_error)
@@ -45,24 +44,22 @@ def _images(body: Any, key: str) -> list[bytes]:
 
 
 def _classify(name: str, key: str) -> list[Classification]:
-    service = get_service()
-    model = get_service().model(name)
+    settings = plane().settings
+    model = plane().model(name)
     data = request.get_data()
     # Each image is an object or two; base64 has no braces. Counted before parsing, as a small
     # object costs a Python dict many times its text.
-    if data.count(b"{") > 2 * service.config["MAX_IMAGES_PER_CALL"] + 1:
+    if data.count(b"{") > 2 * settings.max_images_per_call + 1:
         raise TooManyImages(
             f"{data.count(b'{')} JSON objects: more images than MAX_IMAGES_PER_CALL allows"
         )
     # Whatever the Content-Type (its clients rarely say JSON).
-    body = parse_json(data, service.config["MAX_JSON_BYTES"], "the body")
+    body = parse_json(data, settings.max_json_bytes, "the body")
     images = _images(body, key)
-    top_k = body.get("top_k", service.config["DEFAULT_TOP_K"])
+    top_k = body.get("top_k", settings.default_top_k)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
         raise InvalidField(f"top_k must be an integer from 1 to {MAX_TOP_K}")
-    results = service.classify_many(
-        images, model, Normalization(), top_k, client=request.remote_addr or ""
-    )
+    results = plane().classify(images, model, top_k, forms.client(request))
     return every_image(results, key)
 
 
@@ -70,7 +67,7 @@ def _classify(name: str, key: str) -> list[Classification]:
 @bp.get("/<name>/versions/<version>")
 @auth.api
 def status(name: str, version: str | None = None) -> Response:
-    get_service().model(name, version)
+    plane().model(name, version)
     return jsonify(
         {
             "model_version_status": [
@@ -87,8 +84,8 @@ def status(name: str, version: str | None = None) -> Response:
 @bp.get("/<name>/metadata")
 @auth.api
 def metadata(name: str) -> Response:
-    model = get_service().model(name)
-    height, width = model.size(get_service().config["INPUT_SIZE"])
+    model = plane().model(name)
+    height, width = model.size(plane().settings.input_size)
     return jsonify(
         {
             "model_spec": {"name": name, "version": MODEL_VERSION},

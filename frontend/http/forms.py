@@ -1,20 +1,19 @@
 """Reading the parts of an HTTP request that every endpoint shares: the image, an uploaded
-model with its labels, top_k and the input normalisation overrides."""
+model with its labels and options (tensors, normalisation, input size, preprocessing), the
+model asked for, top_k, and who asks."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from flask import Request
 
+from frontend.dataplane.manifest import Options
+from frontend.dataplane.models import ModelSource, uploaded_model
 from frontend.errors import InvalidField, MissingField
-from frontend.models import ModelSource, uploaded_model
+from frontend.http import plane
 from frontend.preprocessing import profile
 from protocol import Normalization
-
-if TYPE_CHECKING:
-    from frontend.service import Service
 
 MAX_TOP_K = 100
 
@@ -41,8 +40,14 @@ def images(request: Request) -> tuple[list[tuple[str, bytes]], bool]:
     return [("body", image_bytes(request, "image"))], False
 
 
+def client(request: Request) -> str:
+    """Who asks: the client's address, as the proxies trusted say it (TRUSTED_PROXY_HOPS)."""
+    return request.remote_addr or ""
+
+
 def model_upload(request: Request) -> ModelSource | None:
-    """The uploaded model and labels (fields model_file, label_file), or None for the default."""
+    """The uploaded model and labels (fields model_file, label_file) with their options, or
+    None when no model is sent."""
     model = request.files.get("model_file")
     labels = request.files.get("label_file")
     if model is None or not model.filename:  # browsers send an empty part for "no file"
@@ -50,7 +55,7 @@ def model_upload(request: Request) -> ModelSource | None:
             raise MissingField("a label_file was sent without a model_file")
         return None
     label_data = labels.read() if labels is not None and labels.filename else None
-    return uploaded_model(model.filename or "uploaded", model.read(), label_data)
+    return uploaded_model(model.filename or "uploaded", model.read(), label_data, options(request))
 
 
 def top_k(request: Request, default: int) -> int:
@@ -125,14 +130,18 @@ def preprocessing(request: Request) -> str | None:
     return None if raw is None else profile(raw).name
 
 
-def requested_model(request: Request, service: Service) -> ModelSource:
-    """The model a classifying request asks for: an uploaded one (with its normalisation,
-    input size and preprocessing), a registered one by `model`, or the default."""
-    return service.resolve(
-        model_upload(request),
-        request.values.get("model"),
-        normalization(request),
-        input_size(request),
-        client=request.remote_addr or "",
+def options(request: Request) -> Options:
+    """A model's options as a registration or an upload gives them."""
+    return Options(
+        input_tensor=request.values.get("input_tensor") or None,
+        output_tensor=request.values.get("output_tensor") or None,
+        normalization=normalization(request),
+        input_size=input_size(request),
         preprocessing=preprocessing(request),
     )
+
+
+def requested_model(request: Request) -> ModelSource:
+    """The model a classifying request asks for: an uploaded one (with its options), a
+    registered one by `model` (id or name), or the default."""
+    return plane().requested(model_upload(request), request.values.get("model"), client(request))

@@ -1,6 +1,6 @@
 """The Open Inference Protocol's tensors (KServe V2, as Triton, KServe and MLServer speak it):
 reading an infer request's inputs, in JSON or with the binary-tensor extension, and writing an
-infer response. No HTTP here: frontend/views/v2.py calls these with the body and its headers.
+infer response. No HTTP here: frontend/http/v2.py calls these with the body and its headers.
 
 Binary-tensor extension: the body is the JSON header, `Inference-Header-Content-Length` bytes
 long, then each binary input's bytes in the order of `inputs` (`parameters.binary_data_size`

@@ -1,77 +1,99 @@
-"""Models the frontend can send to a worker: a stored one (the default model is stored too) or
-an ad-hoc upload, with what a frame needs to run it."""
+"""Models the frontend runs: a stored one (the default model is stored too) or an upload used
+once, with its bytes hashed once and what a frame needs to run it, as its preparation found it
+(frontend/dataplane/manifest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from frontend.dataplane.manifest import Description, Manifest, Options
 from frontend.errors import InvalidField
 from frontend.labels import Labels, align_labels, parse_labels
 from frontend.preprocessing import DEFAULT as DEFAULT_PROFILE
 from frontend.preprocessing import Profile
 from frontend.preprocessing import profile as profile_named
-from frontend.store import StoredModel
 from protocol import Normalization, detect_format
-from protocol.frame import parse_normalization
 
 
 @dataclass(frozen=True)
 class ModelSource:
     name: str
     blob: bytes
+    sha256: str  # of `blob`, hashed once
     label_lines: tuple[str, ...]
     origin: str  # "default", "registered" or "upload"
-    input_size: tuple[int, int] | None = None  # None: the INPUT_SIZE setting
-    input_tensor: str | None = None
-    output_tensor: str | None = None
-    normalization: Normalization = field(default_factory=Normalization)
-    manifest: dict[str, Any] | None = None
+    options: Options = field(default_factory=Options)  # as asked for
+    described: Description | None = None  # None: not prepared yet
+    manifest: Manifest | None = None  # a registered model's
     # Labels lined up with the model's outputs, by their count: done once per model, not per
     # request (a stored model's source is kept between requests).
     _aligned: dict[int, Labels] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def id(self) -> str | None:
+        return self.manifest.id if self.manifest else None
 
     def labels(self, classes: int) -> Labels:
         """The labels lined up with `classes` outputs (frontend/labels.py)."""
         aligned = self._aligned.get(classes)
         if aligned is None:
-            stored_as = ((self.manifest or {}).get("labels") or {}).get("alignment")
+            stored_as = self.manifest.labels.get("alignment") if self.manifest else None
             aligned = align_labels(list(self.label_lines), classes, stored_as)
             self._aligned[classes] = aligned
         return aligned
 
     @property
+    def input_tensor(self) -> str | None:
+        return self.described.input.name if self.described else self.options.input_tensor
+
+    @property
+    def output_tensor(self) -> str | None:
+        return self.described.output.name if self.described else self.options.output_tensor
+
+    @property
+    def normalization(self) -> Normalization:
+        """The one it runs with (`model_default` until it is prepared)."""
+        return self.described.normalization if self.described else self.options.normalization
+
+    @property
     def profile(self) -> Profile:
-        """How its photos are prepared (frontend/preprocessing.py): as its registration chose;
-        the service's own for models registered before profiles, and for unprepared ones."""
-        chosen = ((self.manifest or {}).get("preprocessing") or {}).get("profile")
-        return DEFAULT_PROFILE if chosen is None else profile_named(chosen)
+        """How its photos are prepared (frontend/preprocessing.py)."""
+        return profile_named(self.described.profile) if self.described else DEFAULT_PROFILE
 
     @property
     def takes_batches(self) -> bool:
-        """Known for registered models only: their manifest says `batch: null`."""
-        return self.manifest is not None and self.manifest["input"].get("batch", 1) is None
+        return self.described is not None and self.described.input.batch is None
 
-    @cached_property
-    def sha256(self) -> str:
-        """Of the model's bytes (a registration's id also covers its labels and options)."""
-        if self.manifest is not None:
-            return self.manifest["sha256"]
-        return hashlib.sha256(self.blob).hexdigest()
+    @property
+    def takes_pixels(self) -> bool:
+        """Its input is 8-bit (a quantized model): it takes the pixels as they are."""
+        return self.described is not None and self.described.input.takes_pixels
+
+    @property
+    def classes(self) -> int:
+        """Its outputs, as its preparation found them."""
+        if self.described is None:
+            raise ValueError(f"{self.name} was not prepared (frontend/dataplane/preparation.py)")
+        return self.described.output.classes
+
+    def size(self, default: int) -> tuple[int, int]:
+        """(height, width) its images are prepared at; `default` (INPUT_SIZE) when unknown."""
+        if self.described is None:
+            return default, default
+        return self.described.input.height, self.described.input.width
 
     def describe(self) -> dict[str, Any]:
-        """The model's identity for answers; `id` is null for an unregistered upload. `format`
-        is what runs; `source_format` what was uploaded (a Keras file runs as a GraphDef)."""
-        manifest = self.manifest or {}
-        model_format = manifest.get("format") or detect_format(self.blob)
-        source = manifest.get("source") or {}
+        """The model's identity for answers; `id` is null for an upload used once. `format` is
+        what runs; `source_format` what was uploaded (a Keras file runs as a GraphDef)."""
+        described = self.described
+        model_format = described.format if described else detect_format(self.blob)
+        source = (described.source if described else None) or {}
         return {
-            "id": manifest.get("id"),
+            "id": self.id,
             "sha256": self.sha256,
             "name": self.name,
             "format": model_format,
@@ -80,27 +102,12 @@ class ModelSource:
             "preprocessing": self.profile.name,
         }
 
-    def size(self, default: int) -> tuple[int, int]:
-        """(height, width) its images are prepared at; `default` (INPUT_SIZE) when unknown."""
-        return self.input_size or (default, default)
-
-    @property
-    def classes(self) -> int:
-        """Its outputs, as its preparation found them."""
-        if self.manifest is None:
-            raise ValueError(f"{self.name} was not prepared (frontend/registry.py)")
-        return self.manifest["output"]["classes"]
-
-    @property
-    def takes_pixels(self) -> bool:
-        """Its input is 8-bit (a quantized model): it takes the pixels as they are."""
-        return self.manifest is not None and self.manifest["input"].get("dtype") == "uint8"
-
     def input_description(self) -> dict[str, Any]:
         """How 8-bit pixels become its input: a float model's mean and std, or a quantized
         model's scale and zero point (its input is the pixels)."""
         if self.takes_pixels:
-            scale, zero_point = self.manifest["input"].get("quantization") or (0.0, 0)  # type: ignore[index]
+            assert self.described is not None
+            scale, zero_point = self.described.input.quantization or (0.0, 0)
             return {"dtype": "uint8", "scale": scale, "zero_point": zero_point}
         mean, std = _mean_std(self.normalization)
         return {"dtype": "float32", "mean": list(mean), "std": list(std)}
@@ -134,44 +141,35 @@ class ModelSource:
         return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def from_manifest(
-    manifest: dict[str, Any], blob: bytes, label_lines: tuple[str, ...], origin: str
+def uploaded_model(
+    name: str, blob: bytes, labels: bytes | None, options: Options | None = None
 ) -> ModelSource:
-    """A model with what its preparation found (frontend/registry.py): size, tensors and
-    normalisation."""
-    size = manifest["input"]["height"], manifest["input"]["width"]
-    return ModelSource(
-        name=manifest["name"],
-        blob=blob,
-        label_lines=label_lines,
-        origin=origin,
-        input_size=size if None not in size else None,
-        input_tensor=manifest["input"]["name"],
-        output_tensor=manifest["output"]["name"],
-        normalization=parse_normalization(manifest["normalization"]),
-        manifest=manifest,
-    )
-
-
-def from_stored(stored: StoredModel, origin: str) -> ModelSource:
-    labels = tuple(parse_labels(stored.labels_bytes()))
-    return from_manifest(stored.manifest, stored.model_bytes(), labels, origin)
-
-
-def default_files(config: dict[str, Any]) -> tuple[Path, Path]:
-    folder = Path(config["MODEL_DIR"])
-    return folder / config["DEFAULT_MODEL"], folder / config["DEFAULT_LABELS"]
-
-
-def uploaded_model(name: str, blob: bytes, labels: bytes | None) -> ModelSource:
-    """An upload to run once; frontend/registry.py's `check_upload` checks its bytes."""
+    """An upload, not prepared yet (frontend/dataplane/preparation.py checks its bytes)."""
     if labels is None:
         raise InvalidField("an uploaded model needs its labels file (field label_file)")
     return ModelSource(
         name=name or "uploaded",
         blob=blob,
+        sha256=hashlib.sha256(blob).hexdigest(),
         label_lines=tuple(parse_labels(labels)),
         origin="upload",
+        options=options or Options(),
+    )
+
+
+def from_manifest(
+    manifest: Manifest, blob: bytes, label_lines: tuple[str, ...], origin: str
+) -> ModelSource:
+    """A registered model, as its manifest says it runs."""
+    return ModelSource(
+        name=manifest.name,
+        blob=blob,
+        sha256=manifest.sha256,
+        label_lines=label_lines,
+        origin=origin,
+        options=manifest.options,
+        described=manifest.described,
+        manifest=manifest,
     )
 
 

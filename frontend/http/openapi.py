@@ -1,10 +1,10 @@
-"""GET /openapi.json: the API description (frontend/openapi.py)."""
+"""GET /openapi.json: the API description (frontend/http/openapi_document.py)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from frontend.openapi import DOCUMENT
+from frontend.http.openapi_document import DOCUMENT
 
 bp = Blueprint("openapi", __name__)
 

@@ -9,8 +9,8 @@ import io
 from flask import Blueprint, Response, jsonify
 from PIL import Image
 
-from frontend.service import get_service
-from protocol import Normalization, ServiceError
+from frontend.http import classify_one, plane
+from protocol import ServiceError
 
 bp = Blueprint("health", __name__)
 
@@ -27,9 +27,8 @@ def healthz() -> Response:
 
 
 def check_ready() -> tuple[dict, int]:
-    service = get_service()
     try:
-        result = service.classify(_probe_image(), service.resolve(None, None), Normalization(), 1)
+        result = classify_one(_probe_image(), plane().model("default"), 1, "")
     except ServiceError as exc:
         return {"status": "not ready", "error": exc.to_dict()}, 503
     return {
@@ -41,5 +40,5 @@ def check_ready() -> tuple[dict, int]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    (body, status), age = get_service().readiness.answer(check_ready)
+    (body, status), age = plane().readiness.answer(check_ready)
     return jsonify({**body, "checked_seconds_ago": round(age, 1)}), status

@@ -1,5 +1,6 @@
 """The catalog: one lookup of a stored model by its id or its name, wherever a model is named
-(the API, the page, the CLI, /v2, /v1/models), and the rules of names.
+(the API, the page, the CLI, /v2, /v1/models), the rules of names, and stored models kept ready
+to send (bytes and labels in memory) for the requests that follow.
 
 A name is 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit; it is not
 64 hex digits (an id) nor `default` (the default model's other name). Names are unique: a name
@@ -16,11 +17,16 @@ import re
 import threading
 from pathlib import PurePath
 
+from frontend.dataplane.manifest import Manifest
+from frontend.dataplane.models import ModelSource, from_manifest
 from frontend.errors import InvalidField, ModelNameAmbiguous, ModelNameTaken, ModelNotFound
+from frontend.labels import parse_labels
 from frontend.store import ModelStore, StoredModel, is_model_id
+from protocol.lru import LRU
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_ALIAS = "default"
+READY_MODELS = 8  # stored models kept in memory, ready to send
 
 
 def check_name(name: str) -> str:
@@ -46,6 +52,21 @@ class Catalog:
         self._lock = threading.Lock()
         self._generation: int | None = None
         self._ids_by_name: dict[str, list[str]] = {}
+        self._ready: LRU[str, ModelSource] = LRU(max_items=READY_MODELS)
+
+    def source(self, stored: StoredModel, origin: str) -> ModelSource:
+        """The stored model ready to send: its bytes, labels and manifest, read once."""
+        ready = self._ready.get(stored.id)
+        if ready is not None and ready.origin == origin:
+            return ready
+        labels = tuple(parse_labels(stored.labels_bytes()))
+        manifest = Manifest.from_dict(stored.manifest)
+        ready = from_manifest(manifest, stored.model_bytes(), labels, origin)
+        self._ready.put(stored.id, ready)
+        return ready
+
+    def forget(self, model_id: str) -> None:
+        self._ready.pop(model_id)
 
     def _by_name(self) -> dict[str, list[str]]:
         """Ids by name, read again whenever the store changed (in any process)."""
@@ -105,4 +126,6 @@ class Catalog:
             old = stored.manifest.get("name", "")
             if old == name:
                 return stored, old
-            return self.store.rewrite_manifest(stored.id, {**stored.manifest, "name": name}), old
+            renamed = self.store.rewrite_manifest(stored.id, {**stored.manifest, "name": name})
+        self.forget(stored.id)
+        return renamed, old

@@ -7,24 +7,23 @@ from contextlib import suppress
 from flask import Blueprint, Response, render_template, request
 from markupsafe import Markup, escape
 
-from frontend import auth, forms
-from frontend.service import get_service
+from frontend.dataplane.manifest import Manifest
+from frontend.http import auth, classify_one, forms, plane
 from protocol import ServiceError
 
 bp = Blueprint("page", __name__)
 
 
-def _model_choices() -> list[dict]:
+def _model_choices() -> list[Manifest]:
     """Stored models for the picker, the default first (registered here on first use); none
     when listing them needs a token this request does not carry (the page's script then lists
     them with the token the visitor types)."""
     if not auth.accepts("API_TOKEN", "ADMIN_TOKEN"):
         return []
-    service = get_service()
     with suppress(ServiceError):
-        service.default_model()
-    models = [m.manifest for m in service.store.list()]
-    return sorted(models, key=lambda m: not service.is_default(m["id"]))
+        plane().default_model()
+    models = [Manifest.from_dict(m.manifest) for m in plane().catalog.store.list()]
+    return sorted(models, key=lambda m: not plane().is_default(m.id))
 
 
 # Every model file the API takes, for the pickers.
@@ -32,12 +31,12 @@ MODEL_TYPES = ".tflite,.lite,.pb,.h5,.hdf5,.keras,.zip,.tar.gz,.tgz"
 
 
 def _page(**context) -> str:
-    config = get_service().config
+    settings = plane().settings
     return render_template(
         "index.html",
         models=_model_choices(),
-        token_required=bool(config["API_TOKEN"]),
-        admin_token=bool(config["ADMIN_TOKEN"]),
+        token_required=bool(settings.api_token),
+        admin_token=bool(settings.admin_token),
         model_types=MODEL_TYPES,
         **context,
     )
@@ -52,15 +51,14 @@ def index() -> str:
 @auth.api
 def infer() -> Response | tuple[str, int] | str:
     """The seed's answer sentence; the page's no-JavaScript form (view=page) gets the page."""
-    service = get_service()
     as_page = request.values.get("view") == "page"
     try:
-        result = service.classify(
+        result = classify_one(
             forms.image_bytes(request, "image_file"),
-            forms.requested_model(request, service),
+            forms.requested_model(request),
+            plane().settings.default_top_k,
+            forms.client(request),
             forms.normalization(request),
-            service.config["DEFAULT_TOP_K"],
-            client=request.remote_addr or "",
         )
     except ServiceError as exc:
         if not as_page:
