@@ -84,14 +84,14 @@ class ModelLane:
         self.spares: dict[str, list[Worker]] = {runtime: [] for runtime in RUNTIMES}
         self._spares_starting: Counter[str] = Counter()
         self._memory: dict[Worker, int] = {}  # bytes, as last measured
-        self._quarantine: dict[str, tuple[float, str]] = {}  # sha256: (since, why)
+        self._quarantine = Quarantine(settings.quarantine_seconds, settings.timeout)
         self.restarts = 0  # workers that died, reaped
         self.closed = False
 
     # --- frames ----------------------------------------------------------------------------
 
     def exchange(self, request: Request, sha256: str) -> Answer:
-        self._check_quarantine(sha256)
+        self._quarantine.check(sha256)
         self._take_slot()
         try:
             worker = self._worker_for(request, sha256)
@@ -99,7 +99,7 @@ class ModelLane:
             try:
                 return run_on(worker, request, sha256, self.settings.timeout)
             except (WorkerCrashed, WorkerTimeout) as exc:
-                raise self._quarantined(sha256, exc) from None
+                raise self._quarantine.add(sha256, exc) from None
             finally:
                 self._release(worker, loaded)
         finally:
@@ -220,10 +220,6 @@ class ModelLane:
             WARM_MODELS.set(len(self.idle) + len(self.busy))
             UPLOAD_MEMORY.set(sum(self._memory.values()))
 
-    def memory_bytes(self) -> int:
-        with self._lock:
-            return sum(self._memory.values())
-
     # --- spares -------------------------------------------------------------------------------
 
     def start_spares(self) -> None:
@@ -289,27 +285,35 @@ class ModelLane:
             "upload_memory_mb": sum(self._memory.values()) // (1024 * 1024),
         }
 
-    # --- quarantine ---------------------------------------------------------------------------
 
-    def _check_quarantine(self, sha256: str) -> None:
+class Quarantine:
+    """Models that crashed their worker, hung it past the upload timeout or made it write
+    answers that were not its frame's: refused at once for `seconds`."""
+
+    def __init__(self, seconds: float, timeout: float) -> None:
+        self.seconds = seconds
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._since: dict[str, tuple[float, str]] = {}  # sha256: (since, why)
+
+    def check(self, sha256: str) -> None:
         with self._lock:
-            since, why = self._quarantine.get(sha256, (float("-inf"), ""))
+            since, why = self._since.get(sha256, (float("-inf"), ""))
         ago = time.monotonic() - since
-        if ago < self.settings.quarantine_seconds:
-            left = self.settings.quarantine_seconds - ago
+        if ago < self.seconds:
+            left = self.seconds - ago
             raise ModelCrashed(
                 f"the model {why} {ago:.0f} s ago; it is refused for {left:.0f} s more"
             )
 
-    def _quarantined(self, sha256: str, exc: ServiceError) -> ModelCrashed:
+    def add(self, sha256: str, exc: ServiceError) -> ModelCrashed:
+        """Remember the model, and the error its caller gets."""
         if isinstance(exc, WorkerTimeout):
-            why = f"held its worker past the upload timeout ({self.settings.timeout:g} s)"
+            why = f"held its worker past the upload timeout ({self.timeout:g} s)"
         elif isinstance(exc, AnswerMismatch):
             why = "made its worker write answers that were not its frame's"
         else:
             why = f"crashed its worker ({exc.message})"
         with self._lock:
-            self._quarantine[sha256] = (time.monotonic(), why)
-        return ModelCrashed(
-            f"the model {why}; it is refused for {self.settings.quarantine_seconds:g} s"
-        )
+            self._since[sha256] = (time.monotonic(), why)
+        return ModelCrashed(f"the model {why}; it is refused for {self.seconds:g} s")

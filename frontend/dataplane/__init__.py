@@ -112,7 +112,7 @@ class DataPlane:
         MODEL_VERSION is not found (the Open Inference Protocol and TF Serving ask)."""
         if version is not None and version != MODEL_VERSION:
             raise ModelNotFound(f"model {key!r} has only version {MODEL_VERSION}, not {version!r}")
-        default = self._default_or_none()
+        default = _default_or_none(self)
         if default is not None and key in (DEFAULT_ALIAS, default.manifest["name"]):
             return self.catalog.source(default, "default")
         if key == DEFAULT_ALIAS:
@@ -173,17 +173,11 @@ class DataPlane:
             raise ModelNotFound(f"no model with id {model_id!r}")
         return model_id
 
-    def _default_or_none(self) -> StoredModel | None:
-        try:
-            return self.default_model()
-        except DefaultModelMissing:
-            return None
-
     def _untrusted(self, sha256: str) -> None:
         """Models other than the default are untrusted: they run only inside the sandbox."""
         if self.transport.sandboxed or self.settings.allow_unsandboxed_models:
             return
-        default = self._default_or_none()
+        default = _default_or_none(self)
         if default is not None and sha256 == default.manifest["sha256"]:
             return
         raise SandboxUnavailable(
@@ -259,7 +253,7 @@ class DataPlane:
     def _running(self, model: ModelSource, client: str) -> AbstractContextManager[None]:
         """Models other than the default run only in the sandbox, and count against the
         client's UPLOADS_PER_CLIENT while they run."""
-        default = self._default_or_none()
+        default = _default_or_none(self)
         trusted = model.origin == "default" or (
             default is not None and default.manifest["sha256"] == model.sha256
         )
@@ -358,3 +352,10 @@ def _decode_and_run(
             Classification(model, labels, top_predictions(row, labels, top_k), timings, row)
         )
     return results
+
+
+def _default_or_none(plane: DataPlane) -> StoredModel | None:
+    try:
+        return plane.default_model()
+    except DefaultModelMissing:
+        return None
