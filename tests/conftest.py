@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +121,55 @@ def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         daemon.wait(60)
 
 
+# Models the tests make, each in a process of its own (the scripts import TensorFlow, which the
+# tests' process never does): the fixture that needs one, and the script and arguments.
+MADE = {
+    "retrained": ("retrain_keras.py", ()),
+    "variants": ("make_variants.py", (str(FROZEN_MODEL),)),
+}
+_making: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+
+def _make(fixture: str) -> tuple[subprocess.Popen, Path]:
+    script, args = MADE[fixture]
+    out = Path(tempfile.mkdtemp(prefix=f"mobilenet-{fixture}-"))
+    with (out.parent / f"{out.name}.log").open("wb") as log:  # not a pipe: it never fills
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / script), *args, str(out / "models")],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.nice(10),  # in the cores' idle time, behind the tests
+        )
+    return process, out
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start making the models the selected tests need as soon as they are known: they are
+    made while the first tests run, not when the first test that needs them starts."""
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    for fixture in MADE.keys() & wanted:
+        _making[fixture] = _make(fixture)
+
+
+def made(fixture: str) -> Path:
+    """The folder of the models `fixture` names, once they are made."""
+    process, out = _making.get(fixture) or _making.setdefault(fixture, _make(fixture))
+    process.wait(timeout=900)
+    log = (out.parent / f"{out.name}.log").read_text(errors="replace")
+    assert process.returncode == 0, log[-3000:]
+    return out / "models"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for process, out in _making.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        shutil.rmtree(out, ignore_errors=True)
+        (out.parent / f"{out.name}.log").unlink(missing_ok=True)
+
+
 def made_by(script: str, out: Path, *args: str) -> Path:
     """The models tests/`script` writes into `out`, made in a process of its own (it imports
     TensorFlow, which the tests' process never does)."""
@@ -133,10 +184,17 @@ def made_by(script: str, out: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def retrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def retrained() -> Path:
     """A small MobileNet retrained with Keras and exported every way users do
     (tests/retrain_keras.py), made once."""
-    return made_by("retrain_keras.py", tmp_path_factory.mktemp("retrained"))
+    return made("retrained")
+
+
+@pytest.fixture(scope="session")
+def variants() -> Path:
+    """The retrained-graph shapes users bring, made of the frozen ImageNet graph
+    (tests/make_variants.py), made once."""
+    return made("variants")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from conftest import (
     IMAGENET_LABELS,
     IMAGES,
     Server,
-    made_by,
     start_gunicorn,
 )
 from tflite_fixtures import vector_input_model
@@ -29,11 +28,6 @@ from tflite_fixtures import vector_input_model
 PHOTOS = sorted(p.name for p in IMAGES.glob("*.jpg"))
 MIN_MARGIN = 0.1  # images where Keras itself is nearly undecided prove nothing either way
 AGREEMENT = 0.97  # of photos whose draft-decoded top-1 is the full decode's, at every size
-
-
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return made_by("make_variants.py", tmp_path_factory.mktemp("variants"), str(FROZEN_MODEL))
 
 
 @pytest.fixture(scope="module")
