@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from protocol import Request, RequestHeader, ServiceError
+from protocol import Request, ServiceError, describe_request
 from supervisor.config import local_pool
 from supervisor.remote import RemoteWorkers
 from supervisor.server import WorkerServer
@@ -30,15 +30,7 @@ WARM_WAIT_SECONDS = 600.0
 
 def probe_request(model: bytes) -> Request:
     """Run `model` once on a grey image of its own input size, and describe it."""
-    header = RequestHeader(
-        height=1,
-        width=1,
-        image_count=0,
-        model_length=len(model),
-        describe=True,
-        model_sha256=hashlib.sha256(model).hexdigest(),
-    )
-    return Request(header, model, b"")
+    return describe_request(model, hashlib.sha256(model).hexdigest())
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -22,7 +22,7 @@ import requests
 from tflite_fixtures import custom_op_model
 
 from frontend.images import prepare_image
-from protocol import Request, RequestHeader
+from protocol import Request, classify_request
 from tools.server import Server
 from tools.server import start_gunicorn as start_server
 
@@ -299,13 +299,7 @@ def wait_for():
 def _request_for(model: Path, photo: str, size: int = 224) -> Request:
     blob = model.read_bytes()
     pixels = prepare_image((IMAGES / photo).read_bytes(), (size, size)).tobytes()
-    header = RequestHeader(
-        height=size,
-        width=size,
-        model_length=len(blob),
-        model_sha256=hashlib.sha256(blob).hexdigest(),
-    )
-    return Request(header, blob, pixels)
+    return classify_request(pixels, (1, size, size), blob, hashlib.sha256(blob).hexdigest())
 
 
 @pytest.fixture(scope="session")

@@ -56,9 +56,11 @@ def export_all(model, out: Path) -> None:
 
     import tensorflow as tf
 
-    single = tf.function(lambda x: model(x, training=False))
-    (out / "frozen.pb").write_bytes(freeze(single, [None, SIZE, SIZE, 3]))
-    (out / "frozen_batch1.pb").write_bytes(freeze(single, [1, SIZE, SIZE, 3]))
+    def single():  # a function of its own per export: no trace is reused for another shape
+        return tf.function(lambda x: model(x, training=False))
+
+    (out / "frozen.pb").write_bytes(freeze(single(), [None, SIZE, SIZE, 3]))
+    (out / "frozen_batch1.pb").write_bytes(freeze(single(), [1, SIZE, SIZE, 3]))
     both = tf.function(lambda x: (model(x, training=False), tf.nn.softmax(x[:, 0, 0, :] * 2.0)))
     (out / "two_outputs.pb").write_bytes(freeze(both, [None, SIZE, SIZE, 3]))
     # Log-probabilities are logits: softmax of them gives back Keras's probabilities.

@@ -133,11 +133,15 @@ def test_png_bombs_sent_at_once_leave_memory_as_it_was(server: Server) -> None:
     def rss() -> float:  # the frontend's, which decodes (the upload lane's spares grow apart)
         return tree_rss_mib(server.process.pid, without_workers=True)
 
-    for _ in range(3):  # warm: the first requests grow every process to its working size
-        classify(server.url)
-    baseline = rss()
     refused = png_of(7000, 7000)  # 49 MP, as in the report: over MAX_IMAGE_PIXELS
     accepted = png_of(4800, 4800)  # 23 MP: decoded, two at a time
+    # Warm: the first requests grow every process to its working size, large decodes too
+    # (two at once: the allocator's arenas of the threads that decode them).
+    for _ in range(3):
+        classify(server.url)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert all(a.ok for a in pool.map(lambda _: classify(server.url, accepted), range(2)))
+    baseline = rss()
     with ThreadPoolExecutor(max_workers=8) as pool:
         big = list(pool.map(lambda _: classify(server.url, refused), range(8)))
         under = list(pool.map(lambda _: classify(server.url, accepted), range(8)))
