@@ -1,11 +1,9 @@
-"""Shared fixtures: real models and photos, and a real gunicorn server on a free loopback port.
-
-The photos and their expected answers live in tests/images (see its README); the models come
-from `make models` into MODEL_DIR."""
+"""Shared fixtures: real models and photos, the models the tests make, and real gunicorn servers
+on free loopback ports. Plain helpers and the paths of models and photos are in
+tests/helpers.py."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import shutil
@@ -14,65 +12,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from helpers import (
+    FROZEN_MODEL,
+    IMAGES,
+    MALICIOUS_SECRET,
+    ROOT,
+    Server,
+    start_gunicorn,
+)
 from tflite_fixtures import custom_op_model
 
 from frontend.images import prepare_image
 from protocol import Request, classify_request
-from tools.server import Server
-from tools.server import start_gunicorn as start_server
-
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
-IMAGES = ROOT / "tests" / "images"
-
-DEFAULT_MODEL = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
-FROZEN_MODEL = MODELS / "mobilenet_v2_1.0_224_frozen.pb"
-BIRD_MODEL = MODELS / "mobilenet_v2_1.0_224_inat_bird_quant.tflite"
-IMAGENET_LABELS = MODELS / "imagenet_labels.txt"
-BIRD_LABELS = MODELS / "inat_bird_labels.txt"
-
-
-# How far a probability may move between runtimes and CPUs (XNNPACK and oneDNN kernels differ).
-PROBABILITY_TOLERANCE = 0.02
-
-
-@dataclass(frozen=True)
-class Expected:
-    image: Path
-    model: str
-    label: str
-    probability: float  # of the top-1 label, from the model itself
-    frozen_probability: float | None  # the same from the derived frozen GraphDef (imagenet)
-
-    def __str__(self) -> str:  # readable parametrize ids
-        return f"{self.image.name}-{self.model}"
-
-
-def expected_rows(model: str) -> list[Expected]:
-    with (IMAGES / "expected.tsv").open(newline="") as handle:
-        rows = csv.DictReader(handle, delimiter="\t")
-        return [
-            Expected(
-                IMAGES / r["file"],
-                r["model"],
-                r["expected_top1"],
-                float(r["probability"]),
-                float(r["frozen_probability"]) if r["frozen_probability"] else None,
-            )
-            for r in rows
-            if r["model"] == model
-        ]
-
-
-def start_gunicorn(
-    tmp: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
-) -> Server:
-    return start_server(tmp, MODELS, env, wrapper)
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +36,6 @@ def broken_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("broken") / "model_invoking_error.tflite"
     path.write_bytes(custom_op_model())
     return path
-
-
-MALICIOUS_SECRET = "TOP-SECRET-8d1f3c"  # planted where the malicious corpus's readers look
 
 
 @pytest.fixture(scope="session")
@@ -168,19 +120,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             process.wait()
         shutil.rmtree(out, ignore_errors=True)
         (out.parent / f"{out.name}.log").unlink(missing_ok=True)
-
-
-def made_by(script: str, out: Path, *args: str) -> Path:
-    """The models tests/`script` writes into `out`, made in a process of its own (it imports
-    TensorFlow, which the tests' process never does)."""
-    subprocess.run(
-        [sys.executable, str(ROOT / "tests" / script), *args, str(out)],
-        check=True,
-        cwd=ROOT,
-        timeout=600,
-        capture_output=True,
-    )
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,20 @@
-"""Helpers for tests that run the frontend in-process: the Flask app from its own factory with a
-fake transport in place of the workers (as gunicorn's tests give its arbiter a fake worker
-class), so the HTTP rules are checked without processes. The real workers, models and servers
-are in the end-to-end tests."""
+"""What the tests share besides fixtures: where the real models and photos are and what they
+answer (tests/images/README.md), starting a real server, making models in a process of its
+own, and for the tests that run the frontend in-process, the Flask app from its own factory
+with a fake transport in place of the workers (as gunicorn's tests give its arbiter a fake
+worker class), so the HTTP rules are checked without processes."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,73 @@ from flask import Flask
 from frontend import create_app
 from protocol import Request
 from supervisor.transport import Answer
+from tools.server import Server
+from tools.server import start_gunicorn as start_server
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
+IMAGES = ROOT / "tests" / "images"
+
+DEFAULT_MODEL = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
+FROZEN_MODEL = MODELS / "mobilenet_v2_1.0_224_frozen.pb"
+BIRD_MODEL = MODELS / "mobilenet_v2_1.0_224_inat_bird_quant.tflite"
+IMAGENET_LABELS = MODELS / "imagenet_labels.txt"
+BIRD_LABELS = MODELS / "inat_bird_labels.txt"
+
+
+# How far a probability may move between runtimes and CPUs (XNNPACK and oneDNN kernels differ).
+PROBABILITY_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class Expected:
+    image: Path
+    model: str
+    label: str
+    probability: float  # of the top-1 label, from the model itself
+    frozen_probability: float | None  # the same from the derived frozen GraphDef (imagenet)
+
+    def __str__(self) -> str:  # readable parametrize ids
+        return f"{self.image.name}-{self.model}"
+
+
+def expected_rows(model: str) -> list[Expected]:
+    with (IMAGES / "expected.tsv").open(newline="") as handle:
+        rows = csv.DictReader(handle, delimiter="\t")
+        return [
+            Expected(
+                IMAGES / r["file"],
+                r["model"],
+                r["expected_top1"],
+                float(r["probability"]),
+                float(r["frozen_probability"]) if r["frozen_probability"] else None,
+            )
+            for r in rows
+            if r["model"] == model
+        ]
+
+
+def start_gunicorn(
+    tmp: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
+) -> Server:
+    return start_server(tmp, MODELS, env, wrapper)
+
+
+MALICIOUS_SECRET = "TOP-SECRET-8d1f3c"  # planted where the malicious corpus's readers look
+
+
+def made_by(script: str, out: Path, *args: str) -> Path:
+    """The models tests/`script` writes into `out`, made in a process of its own (it imports
+    TensorFlow, which the tests' process never does)."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests" / script), *args, str(out)],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+        capture_output=True,
+    )
+    return out
+
 
 TFLITE_HEADER = b"\x1c\x00\x00\x00TFL3"  # a TFLite FlatBuffer's first bytes: what the sniff reads
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import requests
-from conftest import IMAGES
+from helpers import IMAGES
 from prometheus_client.parser import text_string_to_metric_families
 
 

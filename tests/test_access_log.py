@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import IMAGES, MODELS
+from helpers import IMAGES, MODELS
 
 from tools.server import start_frontend
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from conftest import BIRD_LABELS, BIRD_MODEL, IMAGES, Server, start_gunicorn
+from helpers import BIRD_LABELS, BIRD_MODEL, IMAGES, Server, start_gunicorn
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 ADMIN, API = "admin-7f3a", "api-91c2"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS
+from helpers import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS
 
 SCRIPT = Path(sys.executable).parent / "mobilenet-classify"
 PHOTOS = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from conftest import (
+from helpers import (
     BIRD_LABELS,
     BIRD_MODEL,
     FROZEN_MODEL,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import BIRD_LABELS, BIRD_MODEL, IMAGES, MODELS, ROOT, Server, start_gunicorn
+from helpers import BIRD_LABELS, BIRD_MODEL, IMAGES, MODELS, ROOT, Server, start_gunicorn
 
 from tools.server import free_port
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import (
+from helpers import (
     BIRD_LABELS,
     BIRD_MODEL,
     IMAGES,

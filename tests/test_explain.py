@@ -8,7 +8,7 @@ import io
 
 import pytest
 import requests
-from conftest import FROZEN_MODEL, IMAGENET_LABELS, IMAGES
+from helpers import FROZEN_MODEL, IMAGENET_LABELS, IMAGES
 from PIL import Image
 
 # Checked by eye once on grace_hopper.jpg, as fractions of the photo (left, top, right, bottom):

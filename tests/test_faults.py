@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
+from helpers import BIRD_LABELS, BIRD_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, ROOT
+from helpers import MODELS, ROOT
 
 from tools.fetch_models import MODEL_FILES, main, sha256_of, source_for
 

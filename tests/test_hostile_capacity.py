@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import IMAGES, Server, start_gunicorn
+from helpers import IMAGES, Server, start_gunicorn
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 LABELS = b"a\nb\nc\nd\n"

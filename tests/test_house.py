@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 PACKAGES = ("client", "frontend", "supervisor", "worker", "protocol")
 BELOW = {  # what each package may import of ours

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import (
+from helpers import (
     BIRD_LABELS,
     BIRD_MODEL,
     DEFAULT_MODEL,

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 import requests
-from conftest import DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
+from helpers import DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
 from PIL import Image
 from tflite_fixtures import custom_op_model
 

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import IMAGES
+from helpers import IMAGES
 from PIL import Image
 
 import frontend.images

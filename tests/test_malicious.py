@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from conftest import IMAGES, ROOT, Server, start_gunicorn
-from conftest import MALICIOUS_SECRET as SECRET
+from helpers import IMAGES, ROOT, Server, start_gunicorn
+from helpers import MALICIOUS_SECRET as SECRET
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 LABELS = b"a\nb\nc\nd\n"

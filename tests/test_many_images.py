@@ -4,7 +4,7 @@ one result per image in order, from one frame; a bad image fails only its own en
 from __future__ import annotations
 
 import requests
-from conftest import IMAGES, PROBABILITY_TOLERANCE, expected_rows
+from helpers import IMAGES, PROBABILITY_TOLERANCE, expected_rows
 
 ROWS = expected_rows("imagenet")
 

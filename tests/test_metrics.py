@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import requests
-from conftest import IMAGES, start_gunicorn
+from helpers import IMAGES, start_gunicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 CAT = (IMAGES / "cat.jpg").read_bytes()

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IMAGES, MODELS
 from flask.testing import FlaskClient
-from helpers import FakeTransport, fake_app, fake_model, labels_for, zip_of
+from helpers import IMAGES, MODELS, FakeTransport, fake_app, fake_model, labels_for, zip_of
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 CATDOG = fake_model(classes=3, answer=2)  # answers "class 2"

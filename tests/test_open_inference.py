@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
-from conftest import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
+from helpers import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
 from tritonclient.utils import InferenceServerException
 
 from frontend.images import prepare_image

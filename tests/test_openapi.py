@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import requests
-from conftest import Server
+from helpers import Server
 
 from frontend import create_app
 

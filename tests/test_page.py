@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BIRD_LABELS, BIRD_MODEL, IMAGES, ROOT
+from helpers import BIRD_LABELS, BIRD_MODEL, IMAGES, ROOT
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"

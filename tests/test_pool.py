@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from conftest import IMAGES, Server, start_gunicorn
+from helpers import IMAGES, Server, start_gunicorn
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, ROOT, Server, start_gunicorn
+from helpers import MODELS, ROOT, Server, start_gunicorn
 
 EXAMPLE_HOST = "http://localhost:8080"
 

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IMAGES, MODELS
 from flask.testing import FlaskClient
-from helpers import fake_app, fake_model, labels_for
+from helpers import IMAGES, MODELS, fake_app, fake_model, labels_for
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Server
+from helpers import Server
 
 MIN_MARGIN = 0.1  # images where Keras itself is nearly undecided prove nothing either way
 PM1 = {"input_mean": "127.5", "input_std": "127.5"}  # the range it was trained on

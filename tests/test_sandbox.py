@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BIRD_LABELS, BIRD_MODEL, DEFAULT_MODEL, IMAGES, ROOT, start_gunicorn
+from helpers import BIRD_LABELS, BIRD_MODEL, DEFAULT_MODEL, IMAGES, ROOT, start_gunicorn
 
 from supervisor.sandbox import Sandbox, find_bwrap, sandbox_environment
 

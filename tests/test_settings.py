@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from frontend.settings import Settings, load, table
 from supervisor.settings import WorkerSettings

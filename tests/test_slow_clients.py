@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
-from conftest import IMAGES, MODELS, start_gunicorn
+from helpers import IMAGES, MODELS, start_gunicorn
 
 from frontend.proxy import UPSTREAM_IDLE_SECONDS
 from tools.server import start_frontend

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from conftest import IMAGES, start_gunicorn
+from helpers import IMAGES, start_gunicorn
 from PIL import Image
 
 from tools.server import tree_rss_mib, wait_until_idle

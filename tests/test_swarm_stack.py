@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import BIRD_LABELS, BIRD_MODEL, ROOT
+from helpers import BIRD_LABELS, BIRD_MODEL, ROOT
 from stacks import classify, ready, replica_frames, report, wait_until
 
 from tools import docker_engine

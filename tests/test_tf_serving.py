@@ -8,7 +8,7 @@ import base64
 import numpy as np
 import pytest
 import requests
-from conftest import DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
+from helpers import DEFAULT_MODEL, IMAGENET_LABELS, IMAGES
 
 PHOTOS = {"cat.jpg": "Egyptian cat", "grace_hopper.jpg": "military uniform", "parrot.jpg": "macaw"}
 LABELS = IMAGENET_LABELS.read_text().splitlines()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     DEFAULT_MODEL,
     FROZEN_MODEL,
     IMAGENET_LABELS,

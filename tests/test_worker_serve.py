@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIRD_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES, ROOT
+from helpers import BIRD_MODEL, DEFAULT_MODEL, IMAGENET_LABELS, IMAGES, ROOT
 
 from frontend.images import prepare_image
 from frontend.labels import parse_labels
