@@ -10,9 +10,12 @@ metrics_folder_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if metrics_folder_is_ours:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mobilenet-metrics-")
 
+from frontend.scheduling import use_batch_policy  # noqa: E402
 from frontend.settings import load  # noqa: E402
 
 settings = load()
+# Before gunicorn forks its processes and they start their threads: all inherit it.
+use_batch_policy(settings.batch_scheduling)
 # Set in the environment too: the app shares the cores among this many processes' worker pools.
 # One gunicorn process per 2 cores: one process's Python runs on one core at a time, and its
 # part of a request is a fraction of the model's, so it keeps two to four model workers busy

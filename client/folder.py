@@ -114,7 +114,8 @@ class RowWriter:
     def __init__(self, out: Path, top_k: int) -> None:
         self.csv = out.suffix == ".csv"
         fresh = not out.exists() or out.stat().st_size == 0
-        self.handle = out.open("a", newline="")
+        # A line at a time: the rows written so far are on disk when the run is stopped or killed.
+        self.handle = out.open("a", newline="", buffering=1)
         self.columns = ["path", "model"]
         for rank in range(1, top_k + 1):
             self.columns += [f"label_{rank}", f"probability_{rank}"]

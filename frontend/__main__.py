@@ -25,6 +25,7 @@ from pathlib import Path
 
 from frontend.proxy import UPSTREAM_IDLE_SECONDS
 from frontend.proxy import config as nginx_config
+from frontend.scheduling import use_batch_policy
 from frontend.settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,7 @@ def _nginx_log_path(access_log: str) -> str:
 
 def main() -> int:
     settings = load()
+    use_batch_policy(settings.batch_scheduling)  # nginx's and gunicorn's, inherited
     bind, proxy = settings.listen, settings.front_proxy
     if proxy == "none":
         os.execv(

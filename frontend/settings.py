@@ -102,6 +102,11 @@ class Settings(WorkerSettings):
     gunicorn_threads: int = setting(
         8, "threads per gunicorn process (requests mostly wait on workers)"
     )
+    batch_scheduling: bool = setting(
+        True,
+        "nginx and gunicorn run under Linux's `SCHED_BATCH` policy, so that they preempt the "
+        "model workers (normal policy) less often; 0: the normal policy",
+    )
     gunicorn_keepalive: int = setting(
         2,
         "seconds gunicorn keeps an idle connection (`python -m frontend` sets more than nginx's, "

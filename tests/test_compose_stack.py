@@ -143,15 +143,32 @@ PROCESSES = (
 )
 
 
+def worker_processes(container: str) -> list[str]:
+    return docker_engine.docker(
+        "exec", container, "python", "-c", PROCESSES, capture_output=True, text=True
+    ).stdout.splitlines()
+
+
 def test_models_run_in_warm_workers_inside_the_sandbox(stack: Stack) -> None:
     (worker,) = stack.containers("worker")
-    listing = docker_engine.docker(
-        "exec", worker, "python", "-c", PROCESSES, capture_output=True, text=True
-    ).stdout.splitlines()
+
+    # the virtualenv is at /venv only inside the sandbox: these are the warm workers, the
+    # trusted pool's two and the upload lane's spare per runtime (started in the background)
+    def warm() -> list[str]:
+        return [
+            line
+            for line in worker_processes(worker)
+            if line.startswith("/venv/bin/python -m worker")
+        ]
+
+    wait_until(lambda: len(warm()) >= 4, 120, "the upload lane's spares")
+    listing = worker_processes(worker)
     sandboxed = [line for line in listing if line.startswith("/usr/bin/bwrap ")]
     assert any(" -m worker " in line and " --serve " in line for line in sandboxed), listing
-    # the virtualenv is at /venv only inside the sandbox: these are the pool's warm workers
-    assert len([line for line in listing if line.startswith("/venv/bin/python -m worker")]) == 2
+    workers = warm()
+    assert len([w for w in workers if "--import-runtime" not in w]) == 2, workers
+    assert len([w for w in workers if "--import-runtime tflite" in w]) == 1, workers
+    assert len([w for w in workers if "--import-runtime tensorflow" in w]) == 1, workers
     logs = stack.compose("logs", "--no-color", "worker")
     assert "the sandbox shares this container's /proc read-only" in logs
     assert "the sandbox does not work" not in logs

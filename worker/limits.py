@@ -1,7 +1,9 @@
-"""Resource limits the worker applies to itself before touching a model."""
+"""Resource limits and the scheduling policy the worker applies to itself before touching a
+model."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -23,7 +25,9 @@ class Limits:
     def apply(self, long_lived: bool = False) -> None:
         """A one-shot worker gets a hard CPU limit for its life; a long-lived one gets a soft
         limit that `renew_cpu_budget` moves forward before each frame (SIGXCPU ends it when a
-        frame overruns; the hard limit stays open so the soft one can move)."""
+        frame overruns; the hard limit stays open so the soft one can move). Both run under
+        the normal scheduling policy."""
+        normal_scheduling()
         memory = self.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         hard = resource.RLIM_INFINITY if long_lived else self.cpu_seconds + 5
@@ -49,3 +53,12 @@ class Limits:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         used = math.ceil(usage.ru_utime + usage.ru_stime)
         resource.setrlimit(resource.RLIMIT_CPU, (used + self.cpu_seconds, resource.RLIM_INFINITY))
+
+
+def normal_scheduling() -> None:
+    """The normal policy, whatever the parent's: the frontend may run under SCHED_BATCH
+    (frontend/scheduling.py), which children inherit, and the model is what a request waits
+    for."""
+    if hasattr(os, "SCHED_OTHER"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

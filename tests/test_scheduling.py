@@ -1,0 +1,85 @@
+"""The frontend's processes run under SCHED_BATCH, the model workers they start under the normal
+policy (frontend/scheduling.py, worker/limits.py): the model is what a request waits for."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+from helpers import IMAGES
+
+from tools.server import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def policies(pid: int) -> set[int]:
+    """The scheduling policy of each of the process's threads."""
+    return {os.sched_getscheduler(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def gunicorn_processes(server: Server) -> list[int]:
+    ps = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True)
+    parents = {int(pid): int(ppid) for pid, ppid in map(str.split, ps.stdout.splitlines())}
+    return [
+        server.process.pid,
+        *(p for p, parent in parents.items() if parent == server.process.pid),
+    ]
+
+
+def test_gunicorn_runs_under_batch_and_model_workers_under_the_normal_policy(
+    server: Server, model_workers, wait_for
+) -> None:
+    answer = requests.post(
+        server.url + "/api/v1/classify",
+        files={"image": (IMAGES / "cat.jpg").read_bytes()},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    frontend = gunicorn_processes(server)
+    assert len(frontend) >= 2  # the arbiter and its processes, whose threads serve requests
+    for pid in frontend:
+        assert policies(pid) == {os.SCHED_BATCH}, pid
+    # those that answered; the upload lane's spares reach the same point once started
+    answered = model_workers(server, trusted_only=True)
+    assert answered
+    for pid in answered:
+        assert policies(pid) == {os.SCHED_OTHER}, pid
+    wait_for(
+        lambda: (
+            len(model_workers(server)) > len(answered)
+            and all(policies(pid) == {os.SCHED_OTHER} for pid in model_workers(server))
+        ),
+        60,
+        lambda: {pid: policies(pid) for pid in model_workers(server)},
+    )
+
+
+CHILD_POLICY = (
+    "import os, subprocess, sys\n"
+    "from frontend.scheduling import use_batch_policy\n"
+    "use_batch_policy(sys.argv[1] == '1')\n"
+    "child = 'from worker.limits import normal_scheduling; import os; "
+    "print(os.sched_getscheduler(0)); normal_scheduling(); print(os.sched_getscheduler(0))'\n"
+    "print(os.sched_getscheduler(0))\n"
+    "sys.stdout.flush()\n"
+    "subprocess.run([sys.executable, '-c', child], check=True)\n"
+)
+
+
+def test_children_inherit_the_policy_and_workers_set_the_normal_one_back() -> None:
+    def run(enabled: str) -> list[int]:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD_POLICY, enabled],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [int(line) for line in out.split()]
+
+    assert run("1") == [os.SCHED_BATCH, os.SCHED_BATCH, os.SCHED_OTHER]
+    assert run("0") == [os.SCHED_OTHER, os.SCHED_OTHER, os.SCHED_OTHER]
