@@ -4,7 +4,9 @@ switches), preemptions and migrations between cores per request (bench/proc_coun
 alternating rounds, with the raw model's single-image time beside them.
 
     .venv/bin/python -m bench.cpu_split [--requests 2000] [--concurrency 16] [--rounds 3]
-        [--env K=V ...] [--only service|peer]
+        [--env K=V ...] [--variant K=V ...] [--only service|peer]
+
+`--variant` adds a second service, with these settings on top of `--env`'s, to the rounds.
 """
 
 from __future__ import annotations
@@ -81,9 +83,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--env", action="append", default=[], help="K=V for the service")
+    parser.add_argument("--variant", action="append", default=[], help="K=V for a 2nd service")
     parser.add_argument("--only", choices=("service", "peer"))
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
+    variant = dict(item.split("=", 1) for item in args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         image = make_images(folder)["224px"]
@@ -95,6 +99,10 @@ def main() -> None:
             if args.only != "peer":
                 servers["service"] = start_frontend(folder, MODELS, env)
                 wait_until_idle(servers["service"])  # the warm-up and the spares
+                if variant:
+                    name = "service " + " ".join(args.variant)
+                    servers[name] = start_frontend(folder, MODELS, {**env, **variant})
+                    wait_until_idle(servers[name])
             if args.only != "service":
                 servers["peer"] = start_peer(folder, DEFAULT_MODEL, IMAGENET_LABELS)
             for server in servers.values():

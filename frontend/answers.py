@@ -40,11 +40,9 @@ def top_predictions(probabilities: Sequence[float], labels: Labels, k: int) -> l
     """The k most probable classes, highest first; equal probabilities in class order."""
     values = np.asarray(probabilities, dtype=np.float64)
     k = min(k, len(values))
-    # The classes at or above the k-th highest value, then only those sorted: a full stable
-    # sort of 1001 values costs more than the rest of this function.
-    kth = np.partition(values, len(values) - k)[len(values) - k]
-    candidates = np.flatnonzero(values >= kth)
-    order = candidates[np.argsort(-values[candidates], kind="stable")[:k]]
+    # A stable sort of them all: np.partition is slower on the many equal values (zeros) of
+    # a quantized model's output.
+    order = np.argsort(-values, kind="stable")[:k]
     return [Prediction(labels[int(i)], int(i), round(float(values[i]), 6)) for i in order]
 
 

@@ -57,6 +57,9 @@ def sandbox(settings: WorkerSettings) -> Sandbox | None:
     return None
 
 
+CORES = os.cpu_count() or 1
+
+
 def launch_settings(settings: WorkerSettings) -> LaunchSettings:
     limits = Limits(memory_mb=settings.worker_memory_mb, cpu_seconds=settings.worker_cpu_seconds)
     return LaunchSettings(
@@ -74,7 +77,7 @@ def pool_size(settings: WorkerSettings) -> int:
     if settings.pool_size:
         return settings.pool_size
     web_processes = settings.web_concurrency or 1
-    return max(1, (os.cpu_count() or 1) // web_processes)
+    return max(1, CORES // web_processes)
 
 
 def local_pool(settings: WorkerSettings) -> Transport:

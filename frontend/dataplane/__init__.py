@@ -334,7 +334,9 @@ def _decode_and_run(
     if not good:
         return prepared  # type: ignore[return-value]
     before = time.perf_counter()
-    rows = runner.run(model, np.stack(good), normalization)
+    rows = runner.run(
+        model, good[0][np.newaxis] if len(good) == 1 else np.stack(good), normalization
+    )
     worker_ms = _ms(before)
     STAGE_LATENCY["worker"].observe(worker_ms / 1000)
     labels = model.labels(rows.shape[1])
