@@ -34,7 +34,7 @@ graceful_timeout = 30
 # (python -m frontend) longer than nginx's own, so that nginx is the one to close them.
 keepalive = settings.gunicorn_keepalive
 # Behind our nginx (python -m frontend) nginx writes the access log and gunicorn's is off:
-# gunicorn's costs about 0.2 ms of CPU per request.
+# gunicorn's would cost CPU on every request.
 accesslog = None if settings.access_log in ("", "off") else settings.access_log
 
 

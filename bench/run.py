@@ -2,18 +2,20 @@
 design, in one run, on this machine.
 
 Starts the real server as `make run` does (`python -m frontend`: gunicorn behind nginx, sandbox
-on), registers the frozen GraphDef, and drives load with `ab` at concurrency 1, 4 and 16 for a
-224 px JPEG and a 12 MP JPEG (a real photo upscaled), with the default TFLite model and the
-frozen GraphDef. Beside it, in the same run: the raw in-process throughput of the same models
-(one runtime per core, image prepared once), the plain Flask peer (bench/peer_app.py: the same
-model in-process behind gunicorn, no sandbox), the spawn-a-worker-per-request baseline, and
-one client alternating among four registered models of four formats (bench/own_models.py). The
-CPU each server used per request comes from /proc; what each spends outside the model is also
-measured directly, with a model that costs nothing (bench/overhead.py). Prints a table of
-ratios, writes bench/results/latest.json and bench/results/latest.png, each naming the CPU and
-how long the model takes on it.
+on) and the plain Flask peer (bench/peer_app.py: the same model in-process behind gunicorn, no
+sandbox) side by side, and drives both with `ab` at concurrency 1, 4 and 16 for a 224 px JPEG
+and a 12 MP JPEG (a real photo upscaled), their rounds interleaved. Then, on the service alone:
+the CPU each process spends per request at c16, with its wake-ups and preemptions
+(bench/cpu_split.py), and the registered frozen GraphDef. Beside it, in the same run: the raw
+in-process throughput of the same models (one runtime per core, image prepared once), the
+default model made batchable at batch 1, 4 and 8 (bench/batching_raw.py), dynamic batching of
+the GraphDef, the spawn-a-worker-per-request baseline, memory over a long run, and one client
+alternating among four registered models of four formats (bench/own_models.py). What each
+server spends outside the model is also measured directly, with a model that costs nothing
+(bench/overhead.py). Prints a table of ratios, writes bench/results/latest.json and
+bench/results/latest.png, each naming the CPU and how long the model takes on it.
 
-    .venv/bin/python -m bench.run [--quick]
+    .venv/bin/python -m bench.run [--quick] [--peers]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from bench.batching_raw import measure_batching_raw, print_batching_raw
+from bench.cpu_split import measure
 from bench.loadgen import multipart_body, run_ab
 from bench.many_images import many_against_single
 from bench.memory import measure_memory
@@ -91,58 +95,120 @@ def measured(server: Server, body: tuple[Path, str], requests: int, concurrency:
     return {**result, "cpu_ms_per_request": round(cpu / requests * 1000, 3)}
 
 
+def median_round(server: Server, body: tuple[Path, str], requests: int, concurrency: int) -> dict:
+    """The median, by throughput, of ROUNDS rounds."""
+    rounds = sorted(
+        (measured(server, body, requests, concurrency) for _ in range(ROUNDS)),
+        key=lambda r: r["throughput_rps"],
+    )
+    return rounds[len(rounds) // 2]
+
+
+def report(kind: str, row: dict) -> None:
+    print(
+        f"{kind:8} {row['model']:8} {row['image']:5} c={row['concurrency']:<2} "
+        f"{row['throughput_rps']:7.1f} req/s  mean {row['mean_ms']:.1f} ms  "
+        f"p50 {row['p50_ms']:.0f} ms  cpu {row['cpu_ms_per_request']:.2f} ms/request"
+    )
+
+
 def sweep(server: Server, body: tuple[Path, str], quick: bool, row: dict, kind: str) -> list[dict]:
     """One image and model at every concurrency, after a short warm-up: a result row each, the
     median of ROUNDS rounds by throughput."""
     run_ab(server.url + "/api/v1/classify", *body, 20, 2)  # warm
     rows = []
     for concurrency in CONCURRENCIES:
-        requests = requests_for(concurrency, quick)
-        rounds = sorted(
-            (measured(server, body, requests, concurrency) for _ in range(ROUNDS)),
-            key=lambda r: r["throughput_rps"],
-        )
-        result = rounds[len(rounds) // 2]
+        result = median_round(server, body, requests_for(concurrency, quick), concurrency)
         rows.append({**row, **result})
-        print(
-            f"{kind:8} {row['model']:8} {row['image']:5} c={concurrency:<2} "
-            f"{result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']:.0f} ms  "
-            f"cpu {result['cpu_ms_per_request']:.2f} ms/request"
-        )
+        report(kind, rows[-1])
     return rows
 
 
-def measure_service(
+def side_by_side(
+    servers: dict[str, Server], bodies: dict[str, tuple[Path, str]], quick: bool, row: dict
+) -> dict[str, list[dict]]:
+    """The same image on each server at every concurrency, their rounds interleaved (service,
+    peer, service, ...) so that a noisy neighbour weighs on both alike: each one's median."""
+    for name, server in servers.items():
+        run_ab(server.url + "/api/v1/classify", *bodies[name], 20, 2)  # warm
+    rows: dict[str, list[dict]] = {name: [] for name in servers}
+    for concurrency in CONCURRENCIES:
+        requests = requests_for(concurrency, quick)
+        rounds: dict[str, list[dict]] = {name: [] for name in servers}
+        for _ in range(ROUNDS):
+            for name, server in servers.items():
+                rounds[name].append(measured(server, bodies[name], requests, concurrency))
+        for name, results in rounds.items():
+            results.sort(key=lambda r: r["throughput_rps"])
+            rows[name].append({**row, **results[len(results) // 2]})
+            report(name, rows[name][-1])
+    return rows
+
+
+def cpu_by_process(
+    servers: dict[str, Server], bodies: dict[str, tuple[Path, str]], quick: bool
+) -> dict[str, dict]:
+    """What each process of each server spends per request at c16 (bench/cpu_split.py)."""
+    requests = requests_for(16, quick)
+    found = {name: measure(server, bodies[name], requests, 16) for name, server in servers.items()}
+    print_cpu_by_process(found)
+    return found
+
+
+def print_cpu_by_process(found: dict[str, dict]) -> None:
+    print("CPU per request at c16, 224 px, by process (user + system ms, wake-ups, preempted):")
+    for name, result in found.items():
+        for process, counters in result["by_process"].items():
+            print(
+                f"  {name:8} {process:22} {counters['user_ms'] + counters['system_ms']:6.2f} ms "
+                f"(user {counters['user_ms']:.2f}, system {counters['system_ms']:.2f}) "
+                f"{counters['wakeups']:5.1f} wake-ups {counters['preempted']:5.1f} preempted"
+            )
+
+
+def measure_service_and_peer(
     folder: Path, images: dict[str, Path], quick: bool, default_only: bool = False
-) -> tuple[list, dict, dict]:
-    server = start_frontend(folder, MODELS, REGISTERED_MODEL_LOAD)
+) -> tuple[list, list, dict, dict, dict]:
+    """The service and the plain Flask peer, both up, the default model's rounds interleaved;
+    then the registered frozen GraphDef on the service alone."""
+    service = start_frontend(folder, MODELS, REGISTERED_MODEL_LOAD)
+    peer = start_peer(folder, DEFAULT_MODEL, IMAGENET_LABELS)
+    servers = {"service": service, "peer": peer}
     try:
-        models: dict[str, dict] = {"tflite": {}}
-        if not default_only:
-            models["graphdef"] = {"model": register_frozen(server.url)}
-        wait_until_idle(server)  # the warm-up and the spares done
-        rows = []
-        for model_name, fields in models.items():
+        frozen = None if default_only else {"model": register_frozen(service.url)}
+        wait_until_idle(service)  # the warm-up and the spares done
+        service_rows: list[dict] = []
+        peer_rows: list[dict] = []
+        for image_name, image in images.items():
+            body = multipart_body(folder, {}, image)
+            row = {"model": "tflite", "image": image_name}
+            rows = side_by_side(servers, {"service": body, "peer": body}, quick, row)
+            service_rows += rows["service"]
+            peer_rows += rows["peer"]
+        body = multipart_body(folder, {}, images["224px"])
+        cpu = cpu_by_process(servers, {"service": body, "peer": body}, quick)
+        if frozen is not None:
             for image_name, image in images.items():
-                body = multipart_body(folder, fields, image)
-                row = {"model": model_name, "image": image_name}
-                rows += sweep(server, body, quick, row, "service")
+                body = multipart_body(folder, frozen, image)
+                row = {"model": "graphdef", "image": image_name}
+                service_rows += sweep(service, body, quick, row, "service")
         timing = json.load(
             urllib.request.urlopen(
                 urllib.request.Request(
-                    server.url + "/api/v1/classify",
+                    service.url + "/api/v1/classify",
                     data=images["12MP"].read_bytes(),
                     headers={"Content-Type": "image/jpeg"},
                 ),
                 timeout=60,
             )
         )["timings_ms"]
-        many = {} if default_only else many_against_single(server.url, images["224px"], 3)
+        many = {} if default_only else many_against_single(service.url, images["224px"], 3)
         if many:
             print(f"many images per call: {json.dumps(many)}")
     finally:
-        server.stop()
-    return rows, timing, many
+        for server in servers.values():
+            server.stop()
+    return service_rows, peer_rows, timing, many, cpu
 
 
 BATCH_SETTINGS = {"BATCH_MAX_SIZE": "8", "BATCH_WAIT_MS": "2"}
@@ -156,19 +222,6 @@ def measure_batching(folder: Path, image: Path, quick: bool) -> list[dict]:
         wait_until_idle(server)  # the warm-up and the spares done
         row = {"model": "graphdef", "image": "224px", "batching": True}
         return sweep(server, body, quick, row, "batched")
-    finally:
-        server.stop()
-
-
-def measure_peer(folder: Path, images: dict[str, Path], quick: bool) -> list[dict]:
-    """The plain Flask peer with the default model, both images."""
-    server = start_peer(folder, DEFAULT_MODEL, IMAGENET_LABELS)
-    try:
-        rows = []
-        for image_name, image in images.items():
-            body = multipart_body(folder, {}, image)
-            rows += sweep(server, body, quick, {"model": "tflite", "image": image_name}, "peer")
-        return rows
     finally:
         server.stop()
 
@@ -219,14 +272,17 @@ def main() -> None:
 
         raw_runs, raw_single = [measure_raw(cores)], measure_raw(1)
         print(f"raw: {json.dumps(raw_runs[0])}")
-        service, timing_12mp, many = measure_service(folder, images, args.quick, args.peers)
-        peer = measure_peer(folder, images, args.quick)
+        service, peer, timing_12mp, many, cpu = measure_service_and_peer(
+            folder, images, args.quick, args.peers
+        )
         overhead = measure_overhead(
             folder, images["224px"], 1000 if args.quick else 5000, 1 if args.quick else 3
         )
         if args.peers:
-            batching, spawn, memory, own = [], {}, {}, {}
+            batching, batching_raw, spawn, memory, own = [], {}, {}, {}, {}
         else:
+            batching_raw = measure_batching_raw(folder, 3 if args.quick else 5)
+            print_batching_raw(batching_raw)
             own = measure_own_models(folder, args.quick)
             batching = measure_batching(folder, images["224px"], args.quick)
             spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
@@ -250,7 +306,9 @@ def main() -> None:
         "service": service,
         "peer": peer,
         "overhead": overhead,
+        "cpu_by_process": cpu,
         "batching": {"settings": BATCH_SETTINGS, "rows": batching},
+        "batching_raw": batching_raw,
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
         "many_images": many,
@@ -281,18 +339,24 @@ def print_peers(results: dict) -> None:
         f"\n{results['cpu']}, {results['cores']} cores; the default model takes "
         f"{results['model_ms']:.2f} ms per image (raw: {raw:.1f} images/s)"
     )
-    print(f"{'server':14} {'image':6} {'req/s c16':>10} {'÷ raw':>6} {'p50 c1':>7} {'cpu/req':>8}")
-    for name, rows in (("service", results["service"]), ("plain Flask", results["peer"])):
-        for image in ("224px", "12MP"):
-            busy = next(r for r in rows if (r["model"], r["image"], r["concurrency"])
-                        == ("tflite", image, 16))  # fmt: skip
-            alone = next(r for r in rows if (r["model"], r["image"], r["concurrency"])
-                         == ("tflite", image, 1))  # fmt: skip
-            print(
-                f"{name:14} {image:6} {busy['throughput_rps']:10.1f} "
-                f"{busy['throughput_rps'] / raw:6.2f} {alone['p50_ms']:5.0f} ms "
-                f"{busy['cpu_ms_per_request']:5.2f} ms"
-            )
+    print(
+        f"{'server':12} {'image':6} {'c':>3} {'req/s':>7} {'÷ peer':>7} {'÷ raw':>6} "
+        f"{'mean':>8} {'p50':>6} {'cpu/req':>8}"
+    )
+    for image in ("224px", "12MP"):
+        for concurrency in CONCURRENCIES:
+            for name, rows in (("service", results["service"]), ("plain Flask", results["peer"])):
+                row = next(r for r in rows if (r["model"], r["image"], r["concurrency"])
+                           == ("tflite", image, concurrency))  # fmt: skip
+                peer = next(r for r in results["peer"]
+                            if (r["image"], r["concurrency"]) == (image, concurrency))  # fmt: skip
+                print(
+                    f"{name:12} {image:6} {concurrency:>3} {row['throughput_rps']:7.1f} "
+                    f"{row['throughput_rps'] / peer['throughput_rps']:7.2f} "
+                    f"{row['throughput_rps'] / raw:6.2f} {row['mean_ms']:5.1f} ms "
+                    f"{row['p50_ms']:3.0f} ms {row['cpu_ms_per_request']:5.2f} ms"
+                )
+    print_cpu_by_process(results["cpu_by_process"])
     print_overhead(results["overhead"])
 
 
@@ -349,6 +413,7 @@ def print_table(results: dict) -> None:
         f"{memory['rss_after_first_mib']:.0f} MiB after the first 10 %, "
         f"{memory['rss_after_last_mib']:.0f} MiB after the last ({memory['change']:+.1%})"
     )
+    print_batching_raw(results["batching_raw"])
     print_own_models(results["own_models"])
     small, large = find(results, "tflite", "224px", 1), find(results, "tflite", "12MP", 1)
     timing = results["timings_12mp_ms"]

@@ -11,8 +11,8 @@ large decode handed back to the system afterwards.
 
 The common upload, an upright colour JPEG near the model's size, is decoded by libjpeg-turbo
 straight into RGB (simplejpeg): the same library, IDCT and upsampling as Pillow's decoder, so the
-same pixels, without Pillow's RGBX image and the copy that packs it (0.54 against 0.38 ms of
-CPU per 224 px request in a bare gunicorn app at concurrency 16). Pillow decodes everything else."""
+same pixels, without Pillow's RGBX image and the copy that packs it (about a third less CPU
+per 224 px request: docs/performance.md). Pillow decodes everything else."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _jpeg_scans(data: bytes) -> int:
 def _check_scans(image: Image.Image, data: bytes) -> None:
     """Only a progressive JPEG can make each of its scans cost a pass over the whole image; a
     sequential one's decoding is bounded by its own bytes. So only progressive ones are counted
-    (counting costs 15 µs for a 224 px photo, about 2 % of what the frontend does for it)."""
+    (counting is a small fraction of what the frontend does for a photo)."""
     if not image.info.get("progressive"):
         return
     scans = _jpeg_scans(data)

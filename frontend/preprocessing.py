@@ -57,7 +57,7 @@ class Profile:
             image = ImageOps.fit(image, (width, height), self.resampling)
         elif image.size != (width, height):
             image = image.resize((width, height), self.resampling)
-        # Without the extra copy np.asarray(image) makes (0.07 ms of a 224 px request).
+        # Without the extra copy np.asarray(image) makes.
         return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(height, width, 3)
 
 

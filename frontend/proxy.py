@@ -57,7 +57,7 @@ error_log stderr error;  # not the warning for each body buffered to a file
 {user}
 events {{ worker_connections 4096; }}
 http {{
-    # The access log is nginx's (gunicorn's own costs the app about 0.2 ms of CPU per request):
+    # The access log is nginx's (gunicorn's own would cost the app CPU on every request):
     # written in 64 KiB batches, at most a second late.
     log_format service '$remote_addr - [$time_local] "$request" $status $body_bytes_sent '
                        '$request_time "$http_user_agent"';
