@@ -96,6 +96,19 @@ def _make(fixture: str) -> tuple[subprocess.Popen, Path]:
     return process, out
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules whose tests need a made model run last, in their order: the making, which
+    runs in the cores' idle time, then overlaps every other test instead of being waited for."""
+    waiting = {
+        item.module.__name__
+        for item in items
+        if isinstance(item, pytest.Function) and MADE.keys() & set(item.fixturenames)
+    }
+    items.sort(
+        key=lambda item: isinstance(item, pytest.Function) and item.module.__name__ in waiting
+    )
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start making the models the selected tests need as soon as they are known: they are
     made while the first tests run, not when the first test that needs them starts."""
