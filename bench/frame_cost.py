@@ -139,9 +139,9 @@ def tiny_model() -> bytes:
 
 
 def _descendants(pid: int) -> list[int]:
-    from tools.server import _tree
+    from tools.server import process_tree
 
-    return [p for p in _tree(pid) if p != pid]
+    return [p for p in process_tree(pid) if p != pid]
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from tools.server import _tree
+from tools.server import process_tree
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -70,7 +70,7 @@ def process_counters(pid: int) -> Counters:
 def tree_counters(root: int) -> dict[int, Counters]:
     """`root` and each of its descendants."""
     found = {}
-    for pid in _tree(root):
+    for pid in process_tree(root):
         try:
             found[pid] = process_counters(pid)
         except OSError:

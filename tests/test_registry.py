@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ from helpers import (
 from frontend.dataplane.manifest import Options, registration_id
 from frontend.store import MANIFEST_FILE, MODEL_FILE, PARTIAL_PREFIX
 from tools.fetch_models import sha256_of
+from tools.server import process_tree
 
 DEFAULT_ID = registration_id(
     sha256_of(DEFAULT_MODEL), IMAGENET_LABELS.read_text().splitlines(), Options()
@@ -214,7 +214,7 @@ def test_store_survives_restart_and_kill_during_registration(
     )
     pending.start()
     wait_for(lambda: set(model_workers(second)) - before)
-    for pid in _process_tree(second.process.pid):
+    for pid in process_tree(second.process.pid):
         with contextlib.suppress(ProcessLookupError):  # a sandbox dies with its parent
             os.kill(pid, signal.SIGKILL)
     second.process.wait()
@@ -244,18 +244,3 @@ def test_store_survives_restart_and_kill_during_registration(
 def _ignore_errors(function, *args) -> None:
     with contextlib.suppress(requests.RequestException):
         function(*args)
-
-
-def _process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (gunicorn's workers and their worker processes)."""
-    result = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True)
-    children: dict[int, list[int]] = {}
-    for line in result.stdout.splitlines():
-        pid, ppid = map(int, line.split())
-        children.setdefault(ppid, []).append(pid)
-    found, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        found.append(pid)
-        queue.extend(children.get(pid, []))
-    return found

@@ -53,7 +53,7 @@ def _is_model_worker(pid: int) -> bool:
     )
 
 
-def _tree(root: int, without_workers: bool = False) -> list[int]:
+def process_tree(root: int, without_workers: bool = False) -> list[int]:
     """`root` and all its descendants, from /proc; `without_workers`: not the model workers
     (nor what they started)."""
     children: dict[int, list[int]] = {}
@@ -77,7 +77,7 @@ def tree_rss_mib(root: int, without_workers: bool = False) -> float:
     """Resident memory of `root` and all its descendants, from /proc; `without_workers`: the
     frontend's own (gunicorn and nginx), not the model workers'."""
     total = 0
-    for pid in _tree(root, without_workers):
+    for pid in process_tree(root, without_workers):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -92,7 +92,7 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
     """CPU time (user + system) used so far by `root` and each of its descendants, by pid."""
     tick = os.sysconf("SC_CLK_TCK")
     used = {}
-    for pid in _tree(root):
+    for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
