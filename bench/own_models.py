@@ -26,11 +26,10 @@ from urllib.parse import urlsplit
 
 from bench.setup import FROZEN_MODEL, IMAGENET_LABELS, IMAGES, MODELS, ROOT
 from client.multipart import encode_multipart
+from tools.paths import BIRD_LABELS, BIRD_MODEL
 from tools.server import start_frontend, wait_until_idle
 
 MADE = ROOT / "artifacts" / "bench-models"
-BIRD_MODEL = MODELS / "mobilenet_v2_1.0_224_inat_bird_quant.tflite"
-BIRD_LABELS = MODELS / "inat_bird_labels.txt"
 PM1 = {"input_mean": "127.5", "input_std": "127.5"}  # what the retrained models take
 
 

@@ -3,17 +3,19 @@ JPEGs they send."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
-IMAGES = ROOT / "tests" / "images"
-DEFAULT_MODEL = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
-FROZEN_MODEL = MODELS / "mobilenet_v2_1.0_224_frozen.pb"
-IMAGENET_LABELS = MODELS / "imagenet_labels.txt"
+from tools.paths import (  # noqa: F401  (the benchmarks import them from here)
+    DEFAULT_MODEL,
+    FROZEN_MODEL,
+    IMAGENET_LABELS,
+    IMAGES,
+    MODELS,
+    ROOT,
+)
+
 RESULTS = ROOT / "bench" / "results"
 
 

@@ -10,7 +10,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -24,19 +23,18 @@ from flask import Flask
 from frontend import create_app
 from protocol import Request
 from supervisor.transport import Answer
+from tools.paths import (  # noqa: F401  (the tests import them from here)
+    BIRD_LABELS,
+    BIRD_MODEL,
+    DEFAULT_MODEL,
+    FROZEN_MODEL,
+    IMAGENET_LABELS,
+    IMAGES,
+    MODELS,
+    ROOT,
+)
 from tools.server import Server
 from tools.server import start_gunicorn as start_server
-
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = Path(os.environ.get("MODEL_DIR", ROOT / "models")).resolve()
-IMAGES = ROOT / "tests" / "images"
-
-DEFAULT_MODEL = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
-FROZEN_MODEL = MODELS / "mobilenet_v2_1.0_224_frozen.pb"
-BIRD_MODEL = MODELS / "mobilenet_v2_1.0_224_inat_bird_quant.tflite"
-IMAGENET_LABELS = MODELS / "imagenet_labels.txt"
-BIRD_LABELS = MODELS / "inat_bird_labels.txt"
-
 
 # How far a probability may move between runtimes and CPUs (XNNPACK and oneDNN kernels differ).
 PROBABILITY_TOLERANCE = 0.02
