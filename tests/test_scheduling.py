@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def policies(pid: int) -> set[int]:
-    """The scheduling policy of each of the process's threads."""
-    return {os.sched_getscheduler(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+    """The scheduling policy of each of the process's threads; none for a process that ended."""
+    try:
+        tasks = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+        return {os.sched_getscheduler(task) for task in tasks}
+    except (FileNotFoundError, ProcessLookupError):
+        return set()
 
 
 def gunicorn_processes(server: Server) -> list[int]:
@@ -43,14 +47,13 @@ def test_gunicorn_runs_under_batch_and_model_workers_under_the_normal_policy(
     assert len(frontend) >= 2  # the arbiter and its processes, whose threads serve requests
     for pid in frontend:
         assert policies(pid) == {os.SCHED_BATCH}, pid
-    # those that answered; the upload lane's spares reach the same point once started
-    answered = model_workers(server, trusted_only=True)
-    assert answered
-    for pid in answered:
-        assert policies(pid) == {os.SCHED_OTHER}, pid
+    # Each worker sets the normal policy as it starts, before its first frame: the pool's
+    # second worker and the upload lane's spares may still be starting at this point.
+    trusted = model_workers(server, trusted_only=True)
+    assert trusted
     wait_for(
         lambda: (
-            len(model_workers(server)) > len(answered)
+            len(model_workers(server)) > len(trusted)
             and all(policies(pid) == {os.SCHED_OTHER} for pid in model_workers(server))
         ),
         60,
