@@ -56,6 +56,11 @@ def good_client(server_for_uploads: Server) -> Iterator[GoodClient]:
     thread = threading.Thread(target=client.run, daemon=True)
     thread.start()
     yield client
+    # A hostile upload refused at once leaves the client little time: it goes on until it has
+    # had a few answers, so that some come after the upload.
+    deadline = time.monotonic() + 30
+    while len(client.answers) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     client.stop.set()
     thread.join(60)
     assert len(client.answers) >= 3
