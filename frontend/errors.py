@@ -6,6 +6,8 @@ All share protocol's ServiceError base, so one handler turns any of them into
 
 from __future__ import annotations
 
+from werkzeug.exceptions import HTTPException
+
 from protocol import ServiceError
 
 
@@ -135,3 +137,12 @@ class ModelNameTaken(BadRequest):
 
 class TooManyImages(PayloadTooLarge):
     code = "too_many_images"
+
+
+class RouteError(ServiceError):
+    """Werkzeug's own refusals (no such route, method not allowed), as a ServiceError."""
+
+    def __init__(self, error: HTTPException) -> None:
+        super().__init__(error.description or error.name)
+        self.code = (error.name or "error").lower().replace(" ", "_")
+        self.status = error.code or 500

@@ -24,8 +24,15 @@ UPSTREAM_IDLE_SECONDS = 60
 
 
 def _json_error(status: int, code: str, message: str) -> str:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return f"default_type application/json; return {status} '{body}';"
+    """A refusal of nginx's own, with the body the request's API gives errors
+    (frontend/http: error_response)."""
+    api = json.dumps({"error": {"code": code, "message": message}})
+    serving = json.dumps({"error": message, "code": code})
+    return (
+        "default_type application/json; "
+        f"if ($uri ~ \"^/(v2|v1/models)(/|$)\") {{ return {status} '{serving}'; }} "
+        f"return {status} '{api}';"
+    )
 
 
 def config(

@@ -37,8 +37,13 @@ UPLOAD_MEMORY = Gauge(
     multiprocess_mode="livesum",
 )
 QUEUE_DEPTH = Gauge(
-    "mobilenet_queue_depth", "Requests waiting for a model worker", multiprocess_mode="livesum"
+    "mobilenet_queue_depth",
+    "Requests waiting for a model worker, per lane: `default` (the default model's workers) "
+    "and `upload` (registered and uploaded models); what an autoscaler watches",
+    ["lane"],
+    multiprocess_mode="livesum",
 )
+DEFAULT_QUEUE, UPLOAD_QUEUE = QUEUE_DEPTH.labels("default"), QUEUE_DEPTH.labels("upload")
 REPLICA_FRAMES = Counter(
     "mobilenet_worker_service_frames_total",
     "Frames sent to each replica of the worker service (WORKER_TRANSPORT=tcp), by outcome",

@@ -40,7 +40,7 @@ from protocol import (
 from protocol.formats import RUNTIME_OF, RUNTIMES, detect_format
 from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on, take_failed_idle
 from supervisor.memory import MemoryMeasure, tree_memory
-from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY, UPLOAD_MEMORY, WARM_MODELS
+from supervisor.metrics import STAGE_LATENCY, UPLOAD_MEMORY, UPLOAD_QUEUE, WARM_MODELS
 from supervisor.transport import Answer
 
 NAME = "upload"
@@ -116,7 +116,7 @@ class ModelLane:
                 raise Overloaded(f"{self.waiting} requests are already waiting for a worker")
             self.waiting += 1
             if full:
-                QUEUE_DEPTH.inc()
+                UPLOAD_QUEUE.inc()
             try:
                 while self.running >= self.settings.size:
                     if self.closed:
@@ -131,7 +131,7 @@ class ModelLane:
             finally:
                 self.waiting -= 1
                 if full:
-                    QUEUE_DEPTH.dec()
+                    UPLOAD_QUEUE.dec()
         STAGE_LATENCY["queue"].observe(time.monotonic() - started)
 
     def _worker_for(self, request: Request, sha256: str) -> Worker:

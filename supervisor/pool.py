@@ -46,7 +46,7 @@ from supervisor.lanes import (
 )
 from supervisor.launcher import LaunchSettings, WarmWorker
 from supervisor.memory import MemoryMeasure, tree_memory
-from supervisor.metrics import QUEUE_DEPTH, STAGE_LATENCY
+from supervisor.metrics import DEFAULT_QUEUE, STAGE_LATENCY
 from supervisor.model_lane import ModelLane, ModelLaneSettings
 from supervisor.transport import Answer
 
@@ -129,7 +129,7 @@ class WorkerPool:
             lane.waiting += 1
             queued = not lane.idle  # the gauge counts requests that wait, not every one
             if queued:
-                QUEUE_DEPTH.inc()
+                DEFAULT_QUEUE.inc()
             try:
                 while not lane.idle:
                     if self._closed:
@@ -148,7 +148,7 @@ class WorkerPool:
             finally:
                 lane.waiting -= 1
                 if queued:
-                    QUEUE_DEPTH.dec()
+                    DEFAULT_QUEUE.dec()
         self._start_watcher()
         try:
             worker = self._spawner.start()

@@ -45,7 +45,8 @@ def test_metrics_count_what_happened(tmp_path: Path, model_workers, wait_for) ->
         hits = values[("mobilenet_model_cache_total", (("result", "hit"),))]
         misses = values[("mobilenet_model_cache_total", (("result", "miss"),))]
         assert hits + misses >= 6 and misses <= 2 and hits >= 4, (hits, misses)
-        assert values[("mobilenet_queue_depth", ())] == 0
+        for lane in ("default", "upload"):
+            assert values[("mobilenet_queue_depth", (("lane", lane),))] == 0
 
         # An idle worker killed: the pool's watcher reaps and replaces it without any request.
         victim = model_workers(server, trusted_only=True)[0]

@@ -1,8 +1,10 @@
 """The Open Inference Protocol (KServe V2) spoken to a real server by a client nobody here wrote:
-tritonclient[http] from PyPI, in JSON and with the binary-tensor extension."""
+tritonclient[http] from PyPI, sync and asyncio, in JSON and with the binary-tensor,
+classification, configuration and statistics extensions, its errors and compressed bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
+import tritonclient.http.aio as triton_aio
 from helpers import DEFAULT_MODEL, FROZEN_MODEL, IMAGENET_LABELS, IMAGES, start_gunicorn
 from tritonclient.utils import InferenceServerException
 
@@ -66,7 +69,7 @@ def test_default_model_metadata(client: triton.InferenceServerClient, name: str)
     assert client.is_model_ready(name)
     metadata = client.get_model_metadata(name)
     assert metadata["name"] == name and metadata["versions"] == ["1"]
-    assert metadata["platform"] == "tflite"
+    assert metadata["platform"] == "tensorflow_tflite"
     inputs = {i["name"]: i for i in metadata["inputs"]}
     assert inputs["image"] == {"name": "image", "datatype": "BYTES", "shape": [-1]}
     assert inputs["input"] == {"name": "input", "datatype": "UINT8", "shape": [-1, 224, 224, 3]}
@@ -77,7 +80,7 @@ def test_default_model_metadata(client: triton.InferenceServerClient, name: str)
 
 def test_registered_model_by_name_and_by_id(client: triton.InferenceServerClient) -> None:
     by_name = client.get_model_metadata(FROZEN_NAME)
-    assert by_name["platform"] == "graphdef"
+    assert by_name["platform"] == "tensorflow_graphdef"
     assert by_name["inputs"][1]["datatype"] == "FP32"
     by_id = client.get_model_metadata(by_name["parameters"]["id"])
     assert by_id["inputs"] == by_name["inputs"]
@@ -90,6 +93,77 @@ def test_unknown_model_and_version_are_not_found(client: triton.InferenceServerC
         client.get_model_metadata("no-such-model")
     with pytest.raises(InferenceServerException, match="only version 1"):
         client.get_model_metadata(DEFAULT_NAME, model_version="2")
+
+
+def test_the_clients_errors_print(client: triton.InferenceServerClient) -> None:
+    """tritonclient prints an error as "[status] message": the message must be a string."""
+    for call in (
+        lambda: client.get_model_config("no-such-model"),
+        lambda: client.get_inference_statistics("no-such-model"),
+        lambda: client.unload_model(DEFAULT_NAME),  # no repository extension: no such route
+    ):
+        with pytest.raises(InferenceServerException) as raised:
+            call()
+        printed = str(raised.value)
+        assert printed.startswith("[") and len(printed) > 10, printed
+
+
+def test_configuration_and_statistics(client: triton.InferenceServerClient) -> None:
+    config = client.get_model_config(FROZEN_NAME)
+    assert config["platform"] == "tensorflow_graphdef"
+    assert config["input"][1] == {"name": "input", "data_type": "TYPE_FP32", "dims": [224, 224, 3]}
+
+    def counted() -> dict:
+        (stats,) = client.get_inference_statistics(FROZEN_NAME)["model_stats"]
+        return stats
+
+    before = counted()
+    infer_input = triton.InferInput("image", [2], "BYTES")
+    infer_input.set_data_from_numpy(_images("cat.jpg", "parrot.jpg"))
+    client.infer(FROZEN_NAME, [infer_input])
+    after = counted()
+    assert after["inference_count"] - before["inference_count"] == 2
+    assert after["execution_count"] - before["execution_count"] == 1
+    assert after["last_inference"] >= before["last_inference"]
+
+
+def test_the_classification_extension(client: triton.InferenceServerClient) -> None:
+    infer_input = triton.InferInput("image", [2], "BYTES")
+    infer_input.set_data_from_numpy(_images("cat.jpg", "parrot.jpg"))
+    wanted = triton.InferRequestedOutput("probabilities", class_count=3)
+    result = client.infer(DEFAULT_NAME, [infer_input], outputs=[wanted])
+    classes = result.as_numpy("probabilities")
+    assert classes.shape == (2, 3)
+    tops = [row[0].decode().split(":", 2) for row in classes]
+    assert [label for _, _, label in tops] == ["Egyptian cat", "macaw"]
+    labels = IMAGENET_LABELS.read_text().splitlines()
+    assert all(labels[int(index)] == label for _, index, label in tops)
+    assert all(0.5 < float(score) <= 1 for score, _, _ in tops)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(client: triton.InferenceServerClient, algorithm: str) -> None:
+    infer_input = triton.InferInput("image", [1], "BYTES")
+    infer_input.set_data_from_numpy(_images("grace_hopper.jpg"))
+    result = client.infer(DEFAULT_NAME, [infer_input], request_compression_algorithm=algorithm)
+    assert _labels(result) == ["military uniform"]
+
+
+def test_the_asyncio_client(v2_server: Server) -> None:
+    async def run() -> tuple[bool, list[str], dict]:
+        url = v2_server.url.removeprefix("http://")
+        async with triton_aio.InferenceServerClient(url) as aio:
+            ready = await aio.is_model_ready(FROZEN_NAME)
+            infer_input = triton_aio.InferInput("image", [3], "BYTES")
+            infer_input.set_data_from_numpy(_images(*PHOTOS))
+            result = await aio.infer(FROZEN_NAME, [infer_input])
+            with pytest.raises(InferenceServerException, match="no model"):
+                await aio.get_model_config("no-such-model")
+            return ready, _labels(result), await aio.get_model_config(FROZEN_NAME)
+
+    ready, labels, config = asyncio.run(run())
+    assert ready and labels == list(PHOTOS.values())
+    assert config["name"] == FROZEN_NAME
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -157,7 +231,8 @@ def test_infer_a_prepared_fp32_tensor_on_a_float_graph(
     result = client.infer(FROZEN_NAME, [infer_input])
     assert _labels(result) == list(PHOTOS.values())
     metadata = client.get_model_metadata(FROZEN_NAME)
-    assert metadata["parameters"]["normalization"]["mean"] == [127.5] * 3
+    assert metadata["parameters"]["input_mean"] == "127.5,127.5,127.5"
+    assert metadata["parameters"]["input_std"] == "127.5,127.5,127.5"
 
 
 def test_an_image_that_cannot_be_read_fails_only_its_own_row(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
+from prometheus_client import REGISTRY
 
 from protocol import (
     AnswerMismatch,
@@ -37,6 +38,11 @@ def request(model: bytes) -> Request:
         height=1, width=1, model_length=len(model), model_sha256=hashlib.sha256(model).hexdigest()
     )
     return Request(header, model, bytes(3))
+
+
+def queued(lane: str) -> float | None:
+    """The queue-depth gauge of `lane`, as /metrics shows it."""
+    return REGISTRY.get_sample_value("mobilenet_queue_depth", {"lane": lane})
 
 
 TFLITE_UPLOAD = b"\x1c\x00\x00\x00TFL3 an uploaded TFLite model"
@@ -185,11 +191,36 @@ def test_overload_when_the_queue_is_full(pools) -> None:
     while pool.stats()["waiting"] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    # the waiting request shows in its lane's gauge, and only there
+    assert (queued("default"), queued("upload")) == (1, 0)
     with pytest.raises(Overloaded, match="already waiting"):
         pool.exchange(request(DEFAULT))
     release.set()
     busy.join()
     waiter.join()
+    assert queued("default") == 0
+
+
+def test_requests_waiting_for_the_upload_lane_show_in_its_gauge(pools) -> None:
+    pool = pools(upload_size=1, upload_timeout=5)
+    release, entered = threading.Event(), threading.Event()
+    behave(lambda worker, req: (entered.set(), release.wait()) if req.model == UPLOAD else None)
+    held = threading.Thread(target=pool.exchange, args=(request(UPLOAD),))
+    held.start()
+    entered.wait(5)
+    waiter = threading.Thread(target=pool.exchange, args=(request(UPLOAD),))
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 5
+        while queued("upload") < 1:
+            assert time.monotonic() < deadline, pool.stats()
+            time.sleep(0.01)
+        assert queued("default") == 0
+    finally:
+        release.set()
+        held.join()
+        waiter.join()
+    assert queued("upload") == 0
 
 
 def test_waiting_longer_than_the_timeout_is_overload(pools) -> None:

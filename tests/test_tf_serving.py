@@ -24,8 +24,9 @@ def test_status_and_metadata(base_url: str, name: str) -> None:
     assert status.status_code == 200, status.text
     assert status.json()["model_version_status"][0]["state"] == "AVAILABLE"
     metadata = requests.get(f"{base_url}/v1/models/{name}/metadata", timeout=30).json()
-    signature = metadata["metadata"]["signature_def"]["serving_default"]
-    assert signature["outputs"]["probabilities"]["shape"] == [-1, 1001]
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    shape = signature["outputs"]["probabilities"]["tensor_shape"]["dim"]
+    assert [int(d["size"]) for d in shape] == [-1, 1001]
 
 
 @pytest.mark.parametrize("wrapped", [False, True], ids=["b64", "image_bytes"])

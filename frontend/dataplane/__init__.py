@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from frontend.dataplane.manifest import registration_id
 from frontend.dataplane.models import ModelSource, uploaded_model
 from frontend.dataplane.preparation import Registered, check_upload, prepare, register
 from frontend.dataplane.runner import Runner
+from frontend.dataplane.statistics import Tally, recorded
 from frontend.errors import DefaultModelMissing, ModelIsDefault, ModelNotFound
 from frontend.explain import OcclusionMap, occlusion_map
 from frontend.images import prepare_image
@@ -173,9 +174,14 @@ class DataPlane:
             raise ModelNotFound(f"no model with id {model_id!r}")
         return model_id
 
+    def runs_untrusted_models(self) -> bool:
+        """Whether models other than the default can run: in the sandbox, or without it when
+        ALLOW_UNSANDBOXED_MODELS says so."""
+        return self.transport.sandboxed or self.settings.allow_unsandboxed_models
+
     def _untrusted(self, sha256: str) -> None:
         """Models other than the default are untrusted: they run only inside the sandbox."""
-        if self.transport.sandboxed or self.settings.allow_unsandboxed_models:
+        if self.runs_untrusted_models():
             return
         default = _default_or_none(self)
         if default is not None and sha256 == default.manifest["sha256"]:
@@ -199,14 +205,16 @@ class DataPlane:
         images are cut into runs of neighbours, one per worker of the model's lane, each
         decoded and sent as one frame at the same time."""
         self.admission.count(len(images))
-        with self._running(model, client):
+        with self._running(model, client, len(images)) as tally:
             runs = self.runner.side_by_side(
                 lambda run: _decode_and_run(self.runner, self.settings, run, model, top_k,
                                             normalization),
                 images,
                 _lane_size(self.settings, model),
             )  # fmt: skip
-        return [result for run in runs for result in run]
+            results = [result for run in runs for result in run]
+            tally.images = sum(not isinstance(r, ServiceError) for r in results)
+        return results
 
     def classify_pixels(
         self, pixels: np.ndarray, model: ModelSource, top_k: int, client: str
@@ -214,7 +222,7 @@ class DataPlane:
         """Images already prepared at the model's size: [n, h, w, 3] uint8."""
         self.admission.count(len(pixels))
         started = time.perf_counter()
-        with self._running(model, client):
+        with self._running(model, client, len(pixels)):
             rows = self.runner.run_side_by_side(model, pixels, _lane_size(self.settings, model))
         worker_ms = _ms(started)
         STAGE_LATENCY["worker"].observe(worker_ms / 1000)
@@ -247,20 +255,23 @@ class DataPlane:
         def classify(batch: np.ndarray) -> np.ndarray:
             return self.runner.run_side_by_side(model, batch, parts, normalization)
 
-        with self._running(model, client):
+        with self._running(model, client, 1 + grid * grid):
             return occlusion_map(pixels, classify, index, grid), pixels, labels
 
-    def _running(self, model: ModelSource, client: str) -> AbstractContextManager[None]:
+    @contextmanager
+    def _running(self, model: ModelSource, client: str, images: int) -> Iterator[Tally]:
         """Models other than the default run only in the sandbox, and count against the
-        client's UPLOADS_PER_CLIENT while they run."""
+        client's UPLOADS_PER_CLIENT while they run; every call counts in its model's
+        statistics."""
         default = _default_or_none(self)
         trusted = model.origin == "default" or (
             default is not None and default.manifest["sha256"] == model.sha256
         )
-        if trusted:
-            return nullcontext()
-        self._untrusted(model.sha256)
-        return self.admission.running(client)
+        if not trusted:
+            self._untrusted(model.sha256)
+        admitted = nullcontext() if trusted else self.admission.running(client)
+        with admitted, recorded(model.id, images) as tally:
+            yield tally
 
     # --- lifetime ----------------------------------------------------------------------------
 

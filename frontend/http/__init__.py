@@ -6,13 +6,14 @@ become answers. Every view parses the request, makes one call to the data plane
 
 from __future__ import annotations
 
+import flask
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from frontend.answers import Classification
 from frontend.dataplane import DataPlane
 from frontend.dataplane.models import ModelSource
-from frontend.errors import PayloadTooLarge
+from frontend.errors import PayloadTooLarge, RouteError
 from protocol import Normalization, ServiceError
 
 
@@ -35,22 +36,31 @@ def classify_one(
     return result
 
 
-def error_response(error: ServiceError) -> tuple[Response, int]:
-    """The JSON API's error body, `{"error": {"code", "message"}}`, with Retry-After or
-    WWW-Authenticate where the error calls for one."""
-    response = jsonify({"error": error.to_dict()})
+# The serving protocols' routes: their clients read an error as {"error": "<message>"}.
+SERVING_PROTOCOLS = ("/v2", "/v1/models")
+
+
+def speaks_serving_protocol(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in SERVING_PROTOCOLS)
+
+
+def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> Response:
+    """An error's answer, with Retry-After or WWW-Authenticate where the error calls for one.
+    The JSON API's body is `{"error": {"code", "message"}}`; under the serving protocols (/v2,
+    /v1/models) it is `{"error": message, "code": code}`, as their clients read it."""
+    # (flask.request: `request` here is the submodule frontend/http/request.py)
+    if speaks_serving_protocol(flask.request.path):
+        response = jsonify({"error": error.message, "code": error.code})
+    else:
+        response = jsonify({"error": error.to_dict()})
+    response.status_code = error.status
+    response.headers.update(headers or {})
     retry_after = getattr(error, "retry_after_seconds", None)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="mobilenet-service"'
-    return response, error.status
-
-
-def protocol_error(error: ServiceError) -> tuple[Response, int]:
-    """The error body of the serving protocols (/v2, /v1/models): `error` is the message, as
-    their clients read it; `code` says which kind, as in the JSON API."""
-    return jsonify({"error": error.message, "code": error.code}), error.status
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -67,23 +77,20 @@ def init_app(app: Flask) -> None:
     )
 
     @app.errorhandler(ServiceError)
-    def service_error(error: ServiceError) -> tuple[Response, int]:
+    def service_error(error: ServiceError) -> Response:
         if error.status >= 500:
             app.logger.warning("%s: %s", error.code, error.message)
         return error_response(error)
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
+    def too_large(error: RequestEntityTooLarge) -> Response:
         limit = app.config["MAX_CONTENT_LENGTH"]
         return error_response(PayloadTooLarge(f"the request is over {limit} bytes"))
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
-        body = {
-            "code": (error.name or "error").lower().replace(" ", "_"),
-            "message": error.description,
-        }
-        return jsonify({"error": body}), error.code or 500
+    def http_error(error: HTTPException) -> Response:
+        kept = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}  # Allow
+        return error_response(RouteError(error), kept)
 
     security.init_app(app)
     metrics.init_app(app)

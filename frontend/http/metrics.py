@@ -4,17 +4,12 @@ PROMETHEUS_MULTIPROC_DIR (set up by gunicorn.conf.py) and /metrics sums them all
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from frontend.dataplane.statistics import registry
 
 REQUESTS = Counter("mobilenet_requests_total", "HTTP requests", ["endpoint", "status"])
 
@@ -23,11 +18,7 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST)
 
 
 def init_app(app: Flask) -> None:

@@ -37,11 +37,17 @@ class Tensor:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RequestedOutput:
+    binary: bool  # answered after the JSON (binary-tensor extension)
+    classification: int  # the classification extension's class count; 0: the tensor itself
+
+
 @dataclass
 class InferRequest:
     id: str | None
     inputs: dict[str, Tensor]
-    outputs: dict[str, bool] | None  # requested outputs: name -> binary; None: all
+    outputs: dict[str, RequestedOutput] | None  # requested outputs by name; None: all
     parameters: dict[str, Any]
 
 
@@ -241,8 +247,8 @@ def parse_infer_request(
 
 def _requested_outputs(
     header: dict[str, Any], parameters: dict[str, Any]
-) -> dict[str, bool] | None:
-    """name -> whether to answer it as binary data; None when all outputs are wanted."""
+) -> dict[str, RequestedOutput] | None:
+    """The outputs asked for, by name; None when all are wanted as JSON."""
     all_binary = bool(parameters.get("binary_data_output", False))
     requested = header.get("outputs")
     if requested is None:
@@ -258,7 +264,15 @@ def _requested_outputs(
         output_parameters = entry.get("parameters") or {}
         if not isinstance(output_parameters, dict):
             raise InvalidField(f"{where}: 'parameters' must be an object")
-        chosen[name] = bool(output_parameters.get("binary_data", all_binary))
+        classification = output_parameters.get("classification", 0)
+        if (
+            not isinstance(classification, int)
+            or isinstance(classification, bool)
+            or (classification < 0)
+        ):
+            raise InvalidField(f"{where}: 'classification' must be a class count (an integer)")
+        binary = bool(output_parameters.get("binary_data", all_binary))
+        chosen[name] = RequestedOutput(binary, classification)
     return chosen
 
 

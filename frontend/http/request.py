@@ -10,6 +10,7 @@ empty form, as with Werkzeug, so the endpoint names the field it misses."""
 
 from __future__ import annotations
 
+import zlib
 from typing import IO, Any
 
 import multipart
@@ -17,6 +18,8 @@ from flask import Request as FlaskRequest
 from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
+
+from frontend.errors import InvalidField, PayloadTooLarge
 
 # Parts up to this size stay in memory (a photo for a classifier is smaller); larger ones, such
 # as models, go to temporary files. What all in-memory parts may hold together.
@@ -69,3 +72,33 @@ class MultipartFormParser(FormDataParser):
 
 class Request(FlaskRequest):
     form_data_parser_class = MultipartFormParser
+
+
+# Content-Encoding of a request body: zlib's window bits for each (deflate: zlib's format, as
+# tritonclient sends it; raw deflate is tried when that fails).
+ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def decoded_body(request: FlaskRequest, limit: int) -> bytes:
+    """The body, decompressed when Content-Encoding says gzip or deflate (the serving
+    protocols' clients compress); at most `limit` bytes however far it would inflate."""
+    data = request.get_data()
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ENCODINGS:
+        raise InvalidField(
+            f"Content-Encoding {encoding!r:.40} is not accepted: send gzip, deflate or identity"
+        )
+    for wbits in (ENCODINGS[encoding], -15) if encoding == "deflate" else (ENCODINGS[encoding],):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            continue
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the body inflates to over {limit} bytes")
+        if not inflater.eof:
+            raise InvalidField(f"the {encoding} body ends before its compressed stream does")
+        return body
+    raise InvalidField(f"the body is not valid {encoding} data")
