@@ -174,14 +174,9 @@ class DataPlane:
             raise ModelNotFound(f"no model with id {model_id!r}")
         return model_id
 
-    def runs_untrusted_models(self) -> bool:
-        """Whether models other than the default can run: in the sandbox, or without it when
-        ALLOW_UNSANDBOXED_MODELS says so."""
-        return self.transport.sandboxed or self.settings.allow_unsandboxed_models
-
     def _untrusted(self, sha256: str) -> None:
         """Models other than the default are untrusted: they run only inside the sandbox."""
-        if self.runs_untrusted_models():
+        if runs_untrusted_models(self):
             return
         default = _default_or_none(self)
         if default is not None and sha256 == default.manifest["sha256"]:
@@ -289,6 +284,12 @@ class DataPlane:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def runs_untrusted_models(plane: DataPlane) -> bool:
+    """Whether models other than the default can run: in the sandbox, or without it when
+    ALLOW_UNSANDBOXED_MODELS says so."""
+    return plane.transport.sandboxed or plane.settings.allow_unsandboxed_models
 
 
 def _ms(since: float) -> float:

@@ -71,9 +71,30 @@ _METADATA = {
     },
 }
 _READY = {
-    "summary": "Whether the model can be addressed",
+    "summary": "Whether the model can run now: the server is ready and, for a model other "
+    "than the default, the sandbox is there",
     "security": BEARER,
-    "responses": {"200": json_content({"type": "object"}, "ready"), **_errors(401, 404, 409)},
+    "responses": {
+        "200": json_content({"type": "object"}, "ready"),
+        **_errors(401, 404, 409),
+        "503": json_content({"type": "object"}, "not ready"),
+    },
+}
+_CONFIG = {
+    "summary": "Triton's model configuration, as far as it applies",
+    "security": BEARER,
+    "responses": {
+        "200": json_content({"type": "object"}, "the model's configuration"),
+        **_errors(401, 404, 409),
+    },
+}
+_STATS = {
+    "summary": "Triton's statistics extension: calls and images that succeeded and failed",
+    "security": BEARER,
+    "responses": {
+        "200": json_content({"type": "object"}, "model_stats"),
+        **_errors(401, 404, 409),
+    },
 }
 _INFER = {
     "summary": "Classify: encoded images as BYTES `image`, or the prepared UINT8/FP32 `input` "
@@ -141,6 +162,16 @@ PATHS: dict[str, Any] = {
         "parameters": [_NAME, _VERSION],
         "get": _READY,
     },
+    "/v2/models/{name}/config": {"parameters": [_NAME], "get": _CONFIG},
+    "/v2/models/{name}/versions/{version}/config": {
+        "parameters": [_NAME, _VERSION],
+        "get": _CONFIG,
+    },
+    "/v2/models/{name}/stats": {"parameters": [_NAME], "get": _STATS},
+    "/v2/models/{name}/versions/{version}/stats": {
+        "parameters": [_NAME, _VERSION],
+        "get": _STATS,
+    },
     "/v2/models/{name}/infer": {"parameters": [_NAME], "post": _INFER},
     "/v2/models/{name}/versions/{version}/infer": {
         "parameters": [_NAME, _VERSION],
@@ -150,6 +181,7 @@ PATHS: dict[str, Any] = {
 
 
 _TF_NAME = {**_NAME}
+_LABEL = path_parameter("label", "`stable` or `latest`: both name version 1")
 _IMAGES_BODY = json_body({"type": "object"})
 
 TF_SERVING_PATHS: dict[str, Any] = {
@@ -213,3 +245,33 @@ TF_SERVING_PATHS: dict[str, Any] = {
         },
     },
 }
+
+
+def _also_versioned_and_labelled(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each TF Serving route also under /versions/{version} and /labels/{label}."""
+    more = {}
+    for path, item in paths.items():
+        head, colon, verb = path.partition(":")
+        if head.endswith("/versions/{version}"):
+            continue
+        for part, parameter in (("versions/{version}", _VERSION), ("labels/{label}", _LABEL)):
+            if colon:
+                where = f"{head}/{part}:{verb}"
+            elif head.endswith("/metadata"):
+                where = head.replace("/metadata", f"/{part}/metadata")
+            else:
+                where = f"{head}/{part}"
+            more[where] = {**item, "parameters": [*item["parameters"], parameter]}
+    return {**paths, **more}
+
+
+TF_SERVING_PATHS["/v1/models/{name}:regress"] = {
+    "parameters": [_TF_NAME],
+    "post": {
+        "summary": "TF Serving: refused, a classifier has no regression (400)",
+        "security": BEARER,
+        "requestBody": _IMAGES_BODY,
+        "responses": {**_errors(400, 401, 404, 409)},
+    },
+}
+TF_SERVING_PATHS = _also_versioned_and_labelled(TF_SERVING_PATHS)

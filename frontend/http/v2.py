@@ -20,7 +20,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from frontend.answers import Result, every_image
-from frontend.dataplane import MODEL_VERSION
+from frontend.dataplane import MODEL_VERSION, runs_untrusted_models
 from frontend.dataplane.models import ModelSource
 from frontend.dataplane.statistics import model_statistics
 from frontend.errors import InvalidField
@@ -131,7 +131,7 @@ def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
     than the default, when the sandbox that runs it is there; else 503, as /v2/health/ready."""
     model = plane().model(name, version)  # 404 when there is no such model
     (_, status), _ = plane().readiness.answer(check_ready)
-    ready = status == 200 and (model.origin == "default" or plane().runs_untrusted_models())
+    ready = status == 200 and (model.origin == "default" or runs_untrusted_models(plane()))
     return jsonify({"name": name, "ready": ready}), 200 if ready else 503
 
 
