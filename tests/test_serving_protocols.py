@@ -266,6 +266,18 @@ def test_a_model_is_ready_only_when_it_can_run(tmp_path: Path) -> None:
     default = client.get("/v2/models/default/ready")
     assert (default.status_code, default.json["ready"]) == (503, False)
     assert client.get("/v2/models/no-such-model/ready").status_code == 404
+    # KServe's V1 client reads `ready` from the model's status, and 503 as not ready
+    status = client.get("/v1/models/default")
+    assert (status.status_code, status.json["ready"]) == (503, False)
+    assert status.json["model_version_status"][0]["state"] == "LOADING"
+
+
+def test_kserve_v1_reads_ready_from_the_status(client: FlaskClient) -> None:
+    """What kserve's InferenceRESTClient (protocol v1) reads: `ready` in GET /v1/models/{m}."""
+    status = client.get("/v1/models/default")
+    assert status.status_code == 200
+    assert status.json["name"] == "default" and status.json["ready"] is True
+    assert status.json["model_version_status"][0]["state"] == "AVAILABLE"
 
 
 # --- TensorFlow Serving ---------------------------------------------------------------------

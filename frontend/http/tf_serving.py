@@ -19,6 +19,7 @@ from frontend.dataplane.models import ModelSource
 from frontend.errors import InvalidField, ModelNotFound, TooManyImages
 from frontend.http import auth, forms, plane
 from frontend.http.forms import MAX_TOP_K
+from frontend.http.health import is_model_ready
 from frontend.http.open_inference import parse_json
 from frontend.http.request import decoded_body
 
@@ -113,19 +114,24 @@ def _tensor_info(dtype: str, *sizes: int, name: str) -> dict[str, Any]:
 @bp.get("/<name>/versions/<version>")
 @bp.get("/<name>/labels/<label>")
 @auth.api
-def status(name: str, version: str | None = None, label: str | None = None) -> Response:
-    _model(name, version, label)
+def status(name: str, version: str | None = None, label: str | None = None) -> tuple[Response, int]:
+    """TF Serving's model_version_status, and KServe V1's `name` and `ready` beside it (its
+    client reads `ready`, and 503 as not ready)."""
+    ready = is_model_ready(_model(name, version, label))
+    state, code = ("AVAILABLE", "OK") if ready else ("LOADING", "UNAVAILABLE")
     return jsonify(
         {
+            "name": name,
+            "ready": ready,
             "model_version_status": [
                 {
                     "version": MODEL_VERSION,
-                    "state": "AVAILABLE",
-                    "status": {"error_code": "OK", "error_message": ""},
+                    "state": state,
+                    "status": {"error_code": code, "error_message": ""},
                 }
-            ]
+            ],
         }
-    )
+    ), 200 if ready else 503
 
 
 @bp.get("/<name>/metadata")

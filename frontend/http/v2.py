@@ -20,13 +20,13 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from frontend.answers import Result, every_image
-from frontend.dataplane import MODEL_VERSION, runs_untrusted_models
+from frontend.dataplane import MODEL_VERSION
 from frontend.dataplane.models import ModelSource
 from frontend.dataplane.statistics import model_statistics
 from frontend.errors import InvalidField
 from frontend.http import auth, forms, plane
 from frontend.http.forms import MAX_TOP_K
-from frontend.http.health import check_ready
+from frontend.http.health import check_ready, is_model_ready
 from frontend.http.open_inference import (
     InferRequest,
     RequestedOutput,
@@ -129,9 +129,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
     """Ready when the server is (its workers run the default model) and, for a model other
     than the default, when the sandbox that runs it is there; else 503, as /v2/health/ready."""
-    model = plane().model(name, version)  # 404 when there is no such model
-    (_, status), _ = plane().readiness.answer(check_ready)
-    ready = status == 200 and (model.origin == "default" or runs_untrusted_models(plane()))
+    ready = is_model_ready(plane().model(name, version))  # 404 when there is no such model
     return jsonify({"name": name, "ready": ready}), 200 if ready else 503
 
 
