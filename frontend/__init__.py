@@ -33,6 +33,7 @@ def create_app(
     from frontend.http.request import Request
     from frontend.images import set_large_decodes
     from frontend.settings import Settings, load
+    from supervisor import tracing
 
     app = Flask(__name__)
     app.request_class = Request
@@ -45,6 +46,10 @@ def create_app(
         transport or transport_for(settings, settings.worker_transport, settings.worker_address),
     )
     http.init_app(app)
+    if tracing.configure(settings):  # a server span per request, honouring a `traceparent`
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,readyz,metrics")
     if settings.trusted_proxy_hops:  # behind our own nginx: the client is in X-Forwarded-For
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

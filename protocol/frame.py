@@ -50,6 +50,7 @@ def classify_request(
     input_tensor: str | None = None,
     output_tensor: str | None = None,
     normalization: Normalization = MODEL_DEFAULT,
+    trace_parent: str | None = None,
 ) -> Request:
     """A frame asking a worker to classify `shape` = (images, height, width) RGB8 pixels."""
     count, height, width = shape
@@ -62,6 +63,7 @@ def classify_request(
         output_tensor=output_tensor,
         normalization=normalization,
         model_sha256=sha256,
+        trace_parent=trace_parent,
     )
     return Request(header, model, pixels)
 

@@ -5,6 +5,7 @@ sockets, no files."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,9 @@ class RequestHeader:
     # Chosen by the sender for each frame of a stream; the answer echoes it, so an answer that
     # belongs to no frame in hand (forged, stray, out of step) is told apart.
     request_id: int | None = None
+    # The sender's span as W3C's traceparent, when it traces: the supervisor that runs the
+    # frame records its spans under it (supervisor/tracing.py). The worker ignores it.
+    trace_parent: str | None = None
 
     @property
     def pixels_length(self) -> int:
@@ -91,6 +95,7 @@ class RequestHeader:
             "probe_size": list(self.probe_size) if self.probe_size else None,
             "model_sha256": self.model_sha256,
             "request_id": self.request_id,
+            **({"traceparent": self.trace_parent} if self.trace_parent else {}),
         }
 
 
@@ -118,6 +123,20 @@ def _optional_sha256(wire: dict[str, Any]) -> str | None:
         return None
     if not (isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")):
         raise BadHeader(f"model_sha256 must be 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _optional_traceparent(wire: dict[str, Any]) -> str | None:
+    value = wire.get("traceparent")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not TRACEPARENT.fullmatch(value):
+        raise BadHeader(
+            f"traceparent must be W3C's version-traceid-spanid-flags, got {value!r:.80}"
+        )
     return value
 
 
@@ -215,6 +234,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         probe_size=_optional_size(wire),
         model_sha256=_optional_sha256(wire),
         request_id=_optional_request_id(wire),
+        trace_parent=_optional_traceparent(wire),
     )
     validate_header(header)
     declared = _require(wire, "pixels_length", int)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from protocol import Request, ServiceError, describe_request
+from supervisor import tracing
 from supervisor.config import local_pool
 from supervisor.remote import RemoteWorkers
 from supervisor.server import WorkerServer
@@ -52,6 +53,7 @@ def serve(listen: str, warm: Path | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, _, port = listen.rpartition(":")
     settings = from_environment(WorkerSettings)
+    tracing.configure(settings)  # spans of frames whose header carries a traceparent
     transport = local_pool(settings)
     default = _wait_for(warm, WARM_WAIT_SECONDS) if warm is not None else b""
     trusted = None

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from protocol import Request
+from supervisor import tracing
 from supervisor.launcher import LaunchSettings
 from supervisor.metrics import CACHE_HIT, CACHE_MISS, WORKER_RESTARTS
 from supervisor.transport import Answer, by_sha256_then_bytes
@@ -75,9 +76,11 @@ def run_on(worker: Worker, request: Request, sha256: str, timeout: float) -> Ans
     in full when it does not (or evicted it since). A model the worker converted (a Keras
     file's GraphDef, which the registration stores and later frames send) is held too."""
     worker.ran.add(sha256)
-    answer, sent = by_sha256_then_bytes(
-        lambda frame: worker.exchange(frame, timeout), request, sha256, worker.models
-    )
+    header = request.header
+    with tracing.span("worker", header.trace_parent, pid=worker.pid, images=header.image_count):
+        answer, sent = by_sha256_then_bytes(
+            lambda frame: worker.exchange(frame, timeout), request, sha256, worker.models
+        )
     (CACHE_MISS if sent else CACHE_HIT).inc()
     converted = (answer[1] or {}).get("converted_model")
     if isinstance(converted, bytes):

@@ -38,6 +38,7 @@ from protocol import (
     WorkerUnavailable,
 )
 from protocol.formats import RUNTIME_OF, RUNTIMES, detect_format
+from supervisor import tracing
 from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on, take_failed_idle
 from supervisor.memory import MemoryMeasure, tree_memory
 from supervisor.metrics import STAGE_LATENCY, UPLOAD_MEMORY, UPLOAD_QUEUE, WARM_MODELS
@@ -92,9 +93,11 @@ class ModelLane:
 
     def exchange(self, request: Request, sha256: str) -> Answer:
         self._quarantine.check(sha256)
-        self._take_slot()
+        with tracing.span("queue", request.header.trace_parent, lane=NAME):
+            self._take_slot()
         try:
-            worker = self._worker_for(request, sha256)
+            with tracing.span("worker start", request.header.trace_parent, lane=NAME):
+                worker = self._worker_for(request, sha256)
             loaded = sha256 not in worker.models
             try:
                 return run_on(worker, request, sha256, self.settings.timeout)

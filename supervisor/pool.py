@@ -35,6 +35,7 @@ from protocol import (
     WorkerUnavailable,
     model_sha256,
 )
+from supervisor import tracing
 from supervisor.lanes import (
     Spawner,
     Worker,
@@ -251,7 +252,8 @@ class WorkerPool:
 
     def _exchange_trusted(self, request: Request, sha256: str) -> Answer:
         for attempt in (1, 2):
-            worker = self._acquire()
+            with tracing.span("queue", request.header.trace_parent, lane="default"):
+                worker = self._acquire()
             try:
                 return run_on(worker, request, sha256, self._trusted.timeout)
             except WorkerCrashed:

@@ -131,6 +131,15 @@ class WorkerSettings:
     allow_unsandboxed_models: bool = setting(
         False, "without a sandbox, accept models other than the default anyway"
     )
+    otel_exporter_otlp_endpoint: str = setting(
+        "",
+        "OpenTelemetry: when set (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), each request's spans go "
+        "to this OTLP/HTTP collector (`/v1/traces` under it); unset, tracing costs nothing",
+    )
+    otel_exporter_otlp_traces_endpoint: str = setting(
+        "", "OpenTelemetry: the full URL spans are posted to, over the one above"
+    )
+    otel_service_name: str = setting("mobilenet-service", "OpenTelemetry: the service's name")
     web_concurrency: int = setting(
         0,
         "gunicorn processes (the worker pools share the cores among them)",

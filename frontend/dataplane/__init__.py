@@ -40,6 +40,7 @@ from frontend.settings import Settings
 from frontend.store import ModelStore, StoredModel
 from protocol import Normalization, SandboxUnavailable, ServiceError, describe_request
 from protocol.lru import LRU
+from supervisor import tracing
 from supervisor.config import pool_size
 from supervisor.metrics import STAGE_LATENCY
 from supervisor.transport import Transport
@@ -335,20 +336,24 @@ def _decode_and_run(
     size = model.size(settings.input_size)
     prepared: list[np.ndarray | ServiceError] = []
     decode_ms = []
-    for image in images:
-        begun = time.perf_counter()
-        try:
-            prepared.append(prepare_image(image, size, settings.max_image_pixels, model.profile))
-        except ServiceError as exc:
-            prepared.append(exc)
-        decode_ms.append(_ms(begun))
+    with tracing.span("decode", images=len(images)):
+        for image in images:
+            begun = time.perf_counter()
+            try:
+                prepared.append(
+                    prepare_image(image, size, settings.max_image_pixels, model.profile)
+                )
+            except ServiceError as exc:
+                prepared.append(exc)
+            decode_ms.append(_ms(begun))
     good = [p for p in prepared if isinstance(p, np.ndarray)]
     if not good:
         return prepared  # type: ignore[return-value]
     before = time.perf_counter()
-    rows = runner.run(
-        model, good[0][np.newaxis] if len(good) == 1 else np.stack(good), normalization
-    )
+    with tracing.span("model", model=model.id or "upload", images=len(good)):
+        rows = runner.run(
+            model, good[0][np.newaxis] if len(good) == 1 else np.stack(good), normalization
+        )
     worker_ms = _ms(before)
     STAGE_LATENCY["worker"].observe(worker_ms / 1000)
     labels = model.labels(rows.shape[1])

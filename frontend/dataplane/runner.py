@@ -12,6 +12,7 @@ import numpy as np
 
 from frontend.dataplane.models import ModelSource
 from protocol import Normalization, classify_request, describe_request
+from supervisor import tracing
 from supervisor.config import launch_settings, local_pool
 from supervisor.process import ProcessTransport
 from supervisor.remote import RemoteWorkers
@@ -55,6 +56,7 @@ class Runner:
             model.input_tensor,
             model.output_tensor,
             normalization,
+            tracing.traceparent(),
         )
         rows, _ = self.transport.exchange(request, batchable=model.takes_batches and count == 1)
         return rows
@@ -86,7 +88,7 @@ class Runner:
         runs = [items[i : i + size] for i in range(0, len(items), size)] or [items]
         if len(runs) == 1:
             return [work(runs[0])]
-        futures = [self._executor.submit(work, run) for run in runs]
+        futures = [self._executor.submit(tracing.in_context(work), run) for run in runs]
         return [future.result() for future in futures]
 
     def run_side_by_side(
