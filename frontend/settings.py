@@ -43,7 +43,7 @@ class Settings(WorkerSettings):
         2 * 1024 * 1024 * 1024, "bytes of model files the store may hold (507 `store_full`)"
     )
     registrations_per_hour: int = setting(
-        30, "registration requests per client address and hour (429)"
+        30, "registration requests per client address and hour, across all processes (429)"
     )
     input_size: int = setting(
         224,

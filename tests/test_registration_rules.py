@@ -1,16 +1,20 @@
 """What a registration decides from the worker's description, in-process with fake workers
 (tests/helpers.py): labels that would shift every answer refused, embeddings refused, the
-preprocessing profile recognised, asked for or refused, and its range used for a float input."""
+preprocessing profile recognised, asked for or refused, and its range used for a float input;
+the hourly registration limit, one count for every process."""
 
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 from helpers import IMAGES, MODELS, fake_app, fake_model, labels_for
+
+from frontend.dataplane.admission import RegistrationLog
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 
@@ -128,3 +132,29 @@ def test_the_default_model_keeps_the_services_own_profile(client: FlaskClient) -
     (default,) = [m for m in models if m["default"]]
     assert default["preprocessing"]["profile"] == "bilinear"
     assert default["preprocessing"]["source"] == "service"
+
+
+def test_the_registration_limit_is_shared_by_every_process(tmp_path: Path) -> None:
+    """Two apps on one store, as two gunicorn processes are: the hour's count is one."""
+    apps = [fake_app(tmp_path, MODELS, REGISTRATIONS_PER_HOUR=3)[0] for _ in range(2)]
+    clients = [app.test_client() for app in apps]
+    answers = [
+        _register(clients[i % 2], fake_model(tag=str(i)), labels_for(3)).status_code
+        for i in range(4)
+    ]
+    assert answers == [201, 201, 201, 429]
+    refused = _register(clients[0], fake_model(tag="later"), labels_for(3))
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
+    assert "3 registrations from this client within the hour" in refused.json["error"]["message"]
+
+
+def test_the_registration_log_forgets_the_hour_before_and_stays_bounded(tmp_path: Path) -> None:
+    log = RegistrationLog(tmp_path / "log.sqlite3")
+    assert log.admit("a", 1, now=1000.0) is None
+    assert log.admit("a", 1, now=1001.0) == pytest.approx(3599.0)
+    assert log.admit("a", 1, now=1000.0 + 3600) is None  # the first one is an hour old
+    log.MAX_ROWS = 50
+    for address in range(500):  # many addresses within one hour
+        assert log.admit(f"10.0.{address // 256}.{address % 256}", 1, now=5000.0) is None
+    with sqlite3.connect(log.path) as db:
+        assert db.execute("SELECT count(*) FROM registrations").fetchone()[0] <= 50

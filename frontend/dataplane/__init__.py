@@ -47,6 +47,7 @@ from supervisor.transport import Transport
 
 logger = logging.getLogger("gunicorn.error")
 MODEL_VERSION = "1"  # a registration never changes: each model has one version
+REGISTRATION_LOG = ".registrations.sqlite3"  # in the store: shared by every process
 PREPARED_UPLOADS = 4  # uploads used once, kept prepared for the next request that sends them
 
 
@@ -82,6 +83,7 @@ class DataPlane:
             settings.registrations_per_hour,
             settings.uploads_per_client,
             settings.max_images_per_call,
+            Path(settings.model_store) / REGISTRATION_LOG,
         )
         self.runner = Runner(
             transport, ThreadPoolExecutor(pool_size(settings), thread_name_prefix="image-runs")

@@ -1,42 +1,89 @@
 """Admission: what a client may ask of the service before anything runs for it. Registrations
-per client address and hour, models other than the default running at once per client, and
-images per call."""
+per client address and hour (counted in a file every gunicorn process shares), models other
+than the default running at once per client, and images per call."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from frontend.errors import TooManyImages, TooManyRegistrations, TooManyUploads
+from frontend.errors import StoreUnavailable, TooManyImages, TooManyRegistrations, TooManyUploads
+
+
+class RegistrationLog:
+    """When each client registered within the last hour, in SQLite beside the store: shared by
+    every gunicorn process (and every frontend on the same store), and bounded, since rows
+    older than an hour are dropped and at most MAX_ROWS are kept."""
+
+    MAX_ROWS = 100_000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def admit(self, client: str, limit: int, now: float) -> float | None:
+        """Record a registration of `client` unless it has `limit` within the hour; None when
+        recorded, else the seconds until the next one is allowed."""
+        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
+            db.execute("BEGIN IMMEDIATE")  # one process at a time decides
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS registrations (client TEXT NOT NULL, at REAL NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS by_client ON registrations (client, at)")
+            db.execute("DELETE FROM registrations WHERE at <= ?", (now - 3600,))
+            recent = db.execute(
+                "SELECT count(*), min(at) FROM registrations WHERE client = ?", (client,)
+            ).fetchone()
+            if recent[0] >= limit:
+                return 3600 - (now - recent[1])
+            db.execute("INSERT INTO registrations VALUES (?, ?)", (client, now))
+            db.execute(
+                "DELETE FROM registrations WHERE rowid <= "
+                "(SELECT max(rowid) FROM registrations) - ?",
+                (self.MAX_ROWS,),
+            )
+        return None
 
 
 class Admission:
-    def __init__(self, registrations_per_hour: int, uploads_per_client: int, images_per_call: int):
+    def __init__(
+        self,
+        registrations_per_hour: int,
+        uploads_per_client: int,
+        images_per_call: int,
+        registration_log: Path,
+    ):
         self.registrations_per_hour = registrations_per_hour
         self.uploads_per_client = uploads_per_client
         self.images_per_call = images_per_call
         self._lock = threading.Lock()
-        self._registrations: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._registrations = RegistrationLog(registration_log)
         self._running: Counter[str] = Counter()  # models other than the default, by client
 
     def registration(self, client: str) -> None:
-        """At most REGISTRATIONS_PER_HOUR registration requests per client address and hour
-        (in this gunicorn process): padding a model gives a new one, each probed and stored."""
-        limit, now = self.registrations_per_hour, time.monotonic()
-        with self._lock:
-            recent = self._registrations[client]
-            while recent and recent[0] <= now - 3600:
-                recent.popleft()
-            if len(recent) >= limit:
-                wait = 3600 - (now - recent[0])
-                raise TooManyRegistrations(
-                    f"{limit} registrations from this client within the hour "
-                    f"(REGISTRATIONS_PER_HOUR); the next one in {wait:.0f} s"
-                )
-            recent.append(now)
+        """At most REGISTRATIONS_PER_HOUR registration requests per client address and hour,
+        across all gunicorn processes: padding a model gives a new one, each probed and
+        stored."""
+        limit = self.registrations_per_hour
+        try:
+            wait = self._registrations.admit(client, limit, time.time())
+        except sqlite3.Error as exc:
+            why = str(exc)
+            try:  # SQLite says "unable to open"; the file system says why
+                self._registrations.path.touch()
+            except OSError as cause:
+                why = f"{cause.strerror}: {cause.filename}"
+            raise StoreUnavailable(f"the store cannot count registrations: {why}") from None
+        if wait is not None:
+            raise TooManyRegistrations(
+                f"{limit} registrations from this client within the hour "
+                f"(REGISTRATIONS_PER_HOUR); the next one in {wait:.0f} s"
+            )
 
     @contextmanager
     def running(self, client: str) -> Iterator[None]:
