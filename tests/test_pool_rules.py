@@ -204,7 +204,13 @@ def test_overload_when_the_queue_is_full(pools) -> None:
 def test_requests_waiting_for_the_upload_lane_show_in_its_gauge(pools) -> None:
     pool = pools(upload_size=1, upload_timeout=5)
     release, entered = threading.Event(), threading.Event()
-    behave(lambda worker, req: (entered.set(), release.wait()) if req.model == UPLOAD else None)
+
+    def hold_uploads(worker, req) -> None:
+        if req.model == UPLOAD:
+            entered.set()
+            release.wait()
+
+    behave(hold_uploads)
     held = threading.Thread(target=pool.exchange, args=(request(UPLOAD),))
     held.start()
     entered.wait(5)
