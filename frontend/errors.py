@@ -139,6 +139,20 @@ class TooManyImages(PayloadTooLarge):
     code = "too_many_images"
 
 
+class TooManyPixels(PayloadTooLarge):
+    """The images of one call, at the model's input size, would take more memory than a frame
+    may carry (MAX_PIXEL_BYTES): refused before anything is decoded."""
+
+    code = "too_many_pixels"
+
+
+class ModelInputTooLarge(BadRequest):
+    """The model declares an input side over MAX_INPUT_SIDE: each image would be resized to it."""
+
+    code = "model_input_too_large"
+    status = 422
+
+
 class RouteError(ServiceError):
     """Werkzeug's own refusals (no such route, method not allowed), as a ServiceError."""
 

@@ -7,7 +7,8 @@ Decoding is budgeted, since an image is as hostile as a model: only the formats 
 the size from the header checked before anything is decoded (MAX_IMAGE_PIXELS), JPEG scans
 counted before decoding (a progressive JPEG of thousands of scans costs seconds of CPU per
 scan pass), at most LARGE_DECODES large images decoded at once per process, and the memory of a
-large decode handed back to the system afterwards.
+large decode handed back to the system afterwards. The memory prepared images take is known
+before any is decoded, from the model's input size (check_pixels): the callers check it.
 
 The common upload, an upright colour JPEG near the model's size, is decoded by libjpeg-turbo
 straight into RGB (simplejpeg): the same library, IDCT and upsampling as Pillow's decoder, so the
@@ -27,8 +28,9 @@ import numpy as np
 import simplejpeg
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from frontend.errors import InvalidImage
+from frontend.errors import InvalidImage, ModelInputTooLarge, TooManyPixels
 from frontend.preprocessing import DEFAULT, Profile
+from protocol.header import MAX_PIXEL_BYTES, MAX_PROBE_SIDE
 
 # A classifier sees a few hundred thousand pixels at most; 25 MP admits every common camera
 # (phones save 12 MP by default, 24 MP for most system cameras) and refuses the rest.
@@ -194,3 +196,30 @@ def prepare_image(
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image could not be decoded: {exc}") from None
     return prepared
+
+
+# A model's input side at most this: a graph may declare any size, and every image is resized
+# to it (as the probe of a graph that fixes none may be at most).
+MAX_INPUT_SIDE = MAX_PROBE_SIDE
+
+
+def check_input_size(height: int, width: int) -> None:
+    if max(height, width) > MAX_INPUT_SIDE:
+        raise ModelInputTooLarge(
+            f"the model's input is {height}x{width}; this service takes inputs up to "
+            f"{MAX_INPUT_SIDE} pixels a side"
+        )
+
+
+def check_pixels(count: int, size: tuple[int, int], what: str) -> None:
+    """`count` images prepared at `size` (height, width) fit in one frame's pixels
+    (MAX_PIXEL_BYTES): the memory they take is known from the model before any is decoded."""
+    height, width = size
+    check_input_size(height, width)
+    needed = count * height * width * 3
+    if needed > MAX_PIXEL_BYTES:
+        most = max(0, MAX_PIXEL_BYTES // (height * width * 3))
+        raise TooManyPixels(
+            f"{what}: {count} images at the model's {height}x{width} input take {needed} bytes, "
+            f"over the {MAX_PIXEL_BYTES} a call may; send at most {most}"
+        )

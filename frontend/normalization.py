@@ -27,15 +27,15 @@ tool's convention wins over it (frontend/preprocessing.py), and an explicit `inp
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from frontend.images import prepare_image
+from frontend.images import check_pixels, prepare_image
 from frontend.preprocessing import Profile
 from protocol import ModelFailed, Normalization
+from protocol.lru import LRU
 
 if TYPE_CHECKING:
     from frontend.dataplane.models import ModelSource
@@ -57,17 +57,28 @@ PHOTOS_TO_WIN = 0.75  # the share of the photos a range must score no worse on, 
 ALIVE = 0.3  # mean top probability under which a unit-scale range looks unseen by the model
 
 
-@lru_cache(maxsize=4)  # a few sizes at most are in use; each costs a few MB
+# Prepared photos by (size, profile), within this many bytes whatever sizes are asked for.
+_prepared: LRU[tuple[tuple[int, int], str], np.ndarray] = LRU(
+    max_cost=64 << 20, cost=lambda pixels: pixels.nbytes
+)
+
+
 def calibration_pixels(size: tuple[int, int], profile: Profile) -> np.ndarray:
     """The photos prepared at `size` with `profile`, then each shifted two pixels to the
-    right, then each with a little noise (a fixed seed): uint8 [3 x photos, height, width, 3]."""
-    photos = np.stack(
-        [prepare_image(p.read_bytes(), size, profile=profile) for p in sorted(PHOTOS.glob("*.jpg"))]
-    )
+    right, then each with a little noise (a fixed seed): uint8 [3 x photos, height, width, 3].
+    Their memory is checked first (check_pixels), and the cache keeps them within its bytes."""
+    paths = sorted(PHOTOS.glob("*.jpg"))
+    check_pixels(3 * len(paths), size, "finding the model's input range on the calibration photos")
+    cached = _prepared.get((size, profile.name))
+    if cached is not None:
+        return cached
+    photos = np.stack([prepare_image(p.read_bytes(), size, profile=profile) for p in paths])
     shifted = np.roll(photos, 2, axis=2)
     noise = np.random.default_rng(0).integers(-6, 7, photos.shape)
     noisy = np.clip(photos.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    return np.concatenate([photos, shifted, noisy])
+    prepared = np.concatenate([photos, shifted, noisy])
+    _prepared.put((size, profile.name), prepared)
+    return prepared
 
 
 def _score(rows: np.ndarray) -> dict[str, Any]:

@@ -203,6 +203,7 @@ class DataPlane:
         images are cut into runs of neighbours, one per worker of the model's lane, each
         decoded and sent as one frame at the same time."""
         self.admission.count(len(images))
+        self.admission.pixels(len(images), model.size(self.settings.input_size))
         with self._running(model, client, len(images)) as tally:
             runs = self.runner.side_by_side(
                 lambda run: _decode_and_run(self.runner, self.settings, run, model, top_k,
@@ -243,8 +244,10 @@ class DataPlane:
         """The occlusion map of `label` (a label or a class number; None: the top label) on
         the photo, the photo as prepared for the model, and the model's labels. It costs
         1 + grid² classifications, within MAX_IMAGES_PER_CALL."""
-        self.admission.count(1 + grid * grid, f"an explanation on a {grid}x{grid} grid")
+        what = f"an explanation on a {grid}x{grid} grid"
+        self.admission.count(1 + grid * grid, what)
         size = model.size(self.settings.input_size)
+        self.admission.pixels(1 + grid * grid, size, what)
         pixels = prepare_image(image, size, self.settings.max_image_pixels, model.profile)
         labels = model.labels(model.classes)
         index = None if label is None else labels.index_of(label)

@@ -1,6 +1,7 @@
 """Admission: what a client may ask of the service before anything runs for it. Registrations
 per client address and hour (counted in a file every gunicorn process shares), models other
-than the default running at once per client, and images per call."""
+than the default running at once per client, images per call, and the memory those images take
+at the model's input size (checked from the model's description, before any is decoded)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from frontend.errors import StoreUnavailable, TooManyImages, TooManyRegistrations, TooManyUploads
+from frontend.errors import (
+    StoreUnavailable,
+    TooManyImages,
+    TooManyRegistrations,
+    TooManyUploads,
+)
+from frontend.images import check_pixels
 
 
 class RegistrationLog:
@@ -103,6 +110,10 @@ class Admission:
                 self._running[client] -= 1
                 if not self._running[client]:
                     del self._running[client]
+
+    def pixels(self, count: int, size: tuple[int, int], what: str = "one call") -> None:
+        """The images of a call fit in memory at the model's input size (check_pixels)."""
+        check_pixels(count, size, what)
 
     def count(self, count: int, what: str = "one call") -> None:
         """At most MAX_IMAGES_PER_CALL images (or classifications) in one call."""

@@ -30,6 +30,7 @@ from frontend.dataplane.manifest import (
 from frontend.dataplane.models import ModelSource
 from frontend.dataplane.runner import Runner
 from frontend.errors import InvalidField, ModelTooLarge, NotAClassifier
+from frontend.images import check_input_size
 from frontend.labels import align_labels
 from frontend.normalization import detect
 from frontend.preprocessing import DEFAULT as DEFAULT_PROFILE
@@ -104,6 +105,7 @@ def prepare(
             "classifier's output with output_tensor, or export the model with its "
             "classification layer"
         )
+    check_input_size(found["input"]["height"], found["input"]["width"])
     blob, source = _converted(upload, found, max_bytes)
     sha256 = upload.sha256 if source is None else hashlib.sha256(blob).hexdigest()
     chosen, preprocessing = _profile(found.get("tool"), options.preprocessing, own)

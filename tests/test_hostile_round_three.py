@@ -1,0 +1,108 @@
+"""Hostile uploads, round three: each attack of the report that the frontend alone decides, run
+in-process with fake workers (tests/helpers.py), which describe whatever input size a model
+declares. A model's declared input size no longer makes the frontend allocate, and the
+calibration photos' cache stays within its bytes whatever sizes are asked for. The attacks
+that need TensorFlow (Keras, SavedModel) are in tests/test_hostile_models.py."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from helpers import MODELS, fake_app, fake_model, labels_for
+from PIL import Image
+
+from frontend import normalization
+
+LABELS = labels_for(3)
+
+
+def _png(size: tuple[int, int] = (1, 1)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    flask_app, _ = fake_app(tmp_path, MODELS, REGISTRATIONS_PER_HOUR=1000)
+    yield flask_app
+
+
+def _upload(client: FlaskClient, model: bytes, images: int, path: str = "/api/v1/classify"):
+    return client.post(
+        path,
+        data={
+            "images" if path.endswith("classify") else "image": [
+                (io.BytesIO(_png()), f"{i}.png") for i in range(images)
+            ],
+            "model_file": (io.BytesIO(model), "m.tflite"),
+            "label_file": (io.BytesIO(LABELS), "labels.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+
+
+def _peak_mb(call) -> tuple[object, float]:
+    tracemalloc.start()
+    try:
+        answer = call()
+        return answer, tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_declared_input_is_refused_before_anything_is_resized(app: Flask) -> None:
+    """The report's 820-byte GraphDef declared [None, 4600, 4600, 3]; 12 tiny PNGs with it
+    took 1.4 GB of the frontend."""
+    client = app.test_client()
+    answer, peak = _peak_mb(lambda: _upload(client, fake_model(size=4600), 12))
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["code"] == "model_input_too_large"
+    assert "4600x4600" in answer.json["error"]["message"]
+    assert peak < 30, f"{peak:.0f} MB"
+    registered = client.post(
+        "/api/v1/models",
+        data={
+            "model": (io.BytesIO(fake_model(size=4600, tag="r")), "m.tflite"),
+            "labels": (io.BytesIO(LABELS), "l.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert registered.status_code == 422
+    assert registered.json["error"]["code"] == "model_input_too_large"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/classify", "/api/v1/explain"])
+def test_images_at_a_large_input_are_counted_before_they_are_decoded(app: Flask, path: str) -> None:
+    """Within the side limit, the memory of a call's images at the model's size is checked
+    against a frame's (MAX_PIXEL_BYTES) before any is decoded; an explanation counts its
+    1 + grid² classifications."""
+    client = app.test_client()
+    images = 12 if path.endswith("classify") else 1
+    answer, peak = _peak_mb(lambda: _upload(client, fake_model(size=1500), images, path))
+    assert answer.status_code == 413, answer.json
+    assert answer.json["error"]["code"] == "too_many_pixels"
+    assert "1500x1500" in answer.json["error"]["message"]
+    assert peak < 30, f"{peak:.0f} MB"
+    # and a call that fits is answered
+    fits = _upload(client, fake_model(size=1500), 2)
+    assert fits.status_code == 200, fits.json
+
+
+def test_calibration_memory_stays_bounded_whatever_sizes_are_asked(app: Flask) -> None:
+    """30 ad-hoc uploads of a float model at varied input sizes took the frontend from 135 to
+    1210 MB, for good. Each size's photos are prepared for the range search; the cache keeps
+    64 MiB of them at most."""
+    client = app.test_client()
+    sizes = list(range(400, 960, 40))
+    for size in sizes:
+        answer = _upload(client, fake_model(size=size, dtype="float32", tag=str(size)), 1)
+        assert answer.status_code == 200, answer.json
+    cache = normalization._prepared  # the range was searched at each size: photos prepared
+    assert 1 <= len(cache) < len(sizes) and cache.cost <= 64 << 20, (len(cache), cache.cost)
