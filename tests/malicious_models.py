@@ -346,6 +346,87 @@ def reading_savedmodel_v2(secret: str) -> bytes:
         return _zip_folder(Path(folder) / "model")
 
 
+def _saved_model_pb(zipped: bytes) -> tuple[dict[str, bytes], str]:
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    (pb,) = [name for name in members if name.endswith("saved_model.pb")]
+    return members, pb
+
+
+def _rezip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def saver_def_bypass(secret: str) -> bytes:
+    """TF2 format: the serving function reads and prints a file, and one extra graph node that
+    calls it is named as the saver's restore op (the real one and its function removed), so
+    that a checker skipping what the saver reaches skips the serving function too; TensorFlow
+    2's loader ignores the saver."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+    def serve(image):
+        content = tf.io.read_file(secret)
+        tf.print(content)
+        values = tf.cast(tf.io.decode_raw(content, tf.uint8)[:4], tf.float32)
+        return {"output": tf.reshape(tf.reduce_mean(image) * 0 + values, [1, -1])}
+
+    with tempfile.TemporaryDirectory() as folder:
+        tf.saved_model.save(
+            module, str(Path(folder) / "model"), signatures={"serving_default": serve}
+        )
+        members, pb = _saved_model_pb(_zip_folder(Path(folder) / "model"))
+    parsed = saved_model_pb2.SavedModel.FromString(members[pb])
+    meta = parsed.meta_graphs[0]
+    graph = meta.graph_def
+    (output,) = meta.signature_def["serving_default"].outputs.values()
+    (call,) = [n for n in graph.node if n.name == output.name.split(":")[0]]
+    restore = meta.saver_def.restore_op_name.split(":")[0]
+    kept = [n for n in graph.node if n.name != restore]
+    del graph.node[:]
+    graph.node.extend(kept)
+    functions = [f for f in graph.library.function if "_traced_restore" not in f.signature.name]
+    del graph.library.function[:]
+    graph.library.function.extend(functions)
+    extra = graph.node.add()
+    extra.CopyFrom(call)
+    extra.name = "restore_all"
+    meta.saver_def.restore_op_name = "restore_all"
+    members[pb] = parsed.SerializeToString()
+    return _rezip(members)
+
+
+class _Remembering(tf.Module):
+    """Returns the previous call's 16x16 thumbnail and keeps this one's: a variable written on
+    every call, with allowlisted ops only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = tf.Variable(tf.zeros([1, 768]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+    def serve(self, image):
+        previous = self.last.read_value()
+        thumbnail = tf.nn.avg_pool2d(image[:1], 14, 14, "VALID")  # [1, 16, 16, 3]
+        self.last.assign(tf.reshape(thumbnail, [1, 768]))
+        return {"output": tf.nn.softmax(previous[:, :4] + tf.reduce_mean(image) * 0)}
+
+
+def stateful_savedmodel() -> bytes:
+    module = _Remembering()
+    with tempfile.TemporaryDirectory() as folder:
+        tf.saved_model.save(
+            module, str(Path(folder) / "model"), signatures={"serving_default": module.serve}
+        )
+        return _zip_folder(Path(folder) / "model")
+
+
 def fused_conv() -> bytes:
     """A grappler-internal _FusedConv2D with a fused BiasAdd and no bias to add (1.3 KB)."""
     graph_def = tf1.GraphDef()
@@ -404,6 +485,8 @@ def main(out: Path, secret: str, write_target: str) -> None:
         "blocking_savedmodel.zip": blocking_savedmodel(),
         "reading_savedmodel_v1.zip": reading_savedmodel_v1(secret),
         "reading_savedmodel_v2.zip": reading_savedmodel_v2(secret),
+        "saver_def_bypass.zip": saver_def_bypass(secret),
+        "stateful_savedmodel.zip": stateful_savedmodel(),
         "fused_conv.pb": fused_conv(),
         "function_named_like_an_op.pb": function_named_like_an_op(),
     }

@@ -107,7 +107,10 @@ def check_saved_model(saved_model_pb: bytes) -> None:
     first: a TensorFlow 1 SavedModel, or one with assets (files that initializers read), is
     refused; every node of every meta graph and every library function must be on the
     allowlist, except the SavedModel's own save and restore functions, which TensorFlow 2's
-    loader never calls (it restores the variables itself)."""
+    loader never calls (it restores the variables itself) and which nothing else reaches (a
+    node merely named as the saver's cannot hide a signature's function). And what a signature
+    computes may write no variable: a model shared by every caller must carry nothing from one
+    call into the next."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     parsed = saved_model_pb2.SavedModel()
@@ -132,22 +135,76 @@ def check_saved_model(saved_model_pb: bytes) -> None:
             )
         graph = meta.graph_def
         functions = {f.signature.name: f for f in graph.library.function}
-        saver = [
-            n
-            for n in graph.node
-            if n.name
-            in (
-                meta.saver_def.save_tensor_name.split(":")[0],
-                meta.saver_def.restore_op_name.split(":")[0],
-            )
-        ]
-        skipped = _called(saver, functions)
+        saver_names = {
+            name.split(":")[0]
+            for name in (meta.saver_def.save_tensor_name, meta.saver_def.restore_op_name)
+        }
+        serving_nodes, serving = _serving_path(meta, functions)
+        # Functions reached otherwise than through the saver's nodes: the signatures', the
+        # other nodes', and those the object graph keeps (which the loader may call).
+        kept = {c for c in meta.object_graph_def.concrete_functions if c in functions}
+        reached = (
+            serving
+            | _called([n for n in graph.node if n.name not in saver_names], functions)
+            | kept
+            | _called_from(kept, functions)
+        )
+        saver = [n for n in graph.node if n.name in saver_names]
+        # TensorFlow's own save and restore functions, which TensorFlow 2's loader never
+        # calls: skipped unless anything else reaches them.
+        skipped = _called(saver, functions) - reached
         checked = type(graph)()
-        checked.node.extend(n for n in graph.node if n not in saver)
+        checked.node.extend(n for n in graph.node if n.name not in saver_names)
         checked.library.function.extend(
             f for f in graph.library.function if f.signature.name not in skipped
         )
         check_graph(checked, SAVEDMODEL_OPS)
+        _check_no_writes(serving_nodes, serving, functions)
+
+
+def _called_from(names: set[str], functions: dict) -> set[str]:
+    """The functions that the functions `names` call, and those they call in turn."""
+    return _called([n for name in names for n in functions[name].node_def], functions)
+
+
+def _serving_path(meta, functions: dict) -> tuple[list, set[str]]:
+    """The graph nodes a signature's outputs depend on, and the functions they call (and
+    those call in turn)."""
+    by_name = {n.name: n for n in meta.graph_def.node}
+    ends = {
+        tensor.name.split(":")[0]
+        for signature in meta.signature_def.values()
+        for tensor in signature.outputs.values()
+    }
+    nodes, seen = [by_name[e] for e in ends if e in by_name], set()
+    pending = list(nodes)
+    while pending:  # the graph nodes the outputs depend on
+        node = pending.pop()
+        for source in node.input:
+            name = source.lstrip("^").split(":")[0]
+            if name in by_name and name not in seen:
+                seen.add(name)
+                nodes.append(by_name[name])
+                pending.append(by_name[name])
+    return nodes, _called(nodes, functions)
+
+
+# Ops that change a variable: a shared model must carry nothing from one call to the next.
+WRITES = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp", "Assign"}
+
+
+def _check_no_writes(nodes: list, serving: set[str], functions: dict) -> None:
+    writes = [node.name for node in nodes if node.op in WRITES] + [
+        f"{name}/{node.name}"
+        for name in sorted(serving)
+        for node in functions[name].node_def
+        if node.op in WRITES
+    ]
+    if writes:
+        raise OpNotAllowed(
+            "the SavedModel's serving function writes variables "
+            f"({', '.join(writes[:3])}): it would carry what one call saw into the next"
+        )
 
 
 def check_tflite(model: bytes) -> None:

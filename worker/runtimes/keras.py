@@ -28,6 +28,7 @@ CODE_LAYERS = {
     "FlaxLayer",
 }  # fmt: skip
 MODELS = {"Functional", "Sequential", "Model"}
+WRAPPED = ("layer", "backward_layer", "forward_layer", "cell")
 EXPORT_INSTEAD = (
     "Export the model as TensorFlow Lite (Teachable Machine: Export Model, Tensorflow Lite; "
     "Keras: tf.lite.TFLiteConverter.from_keras_model) or as a SavedModel (model.export), and "
@@ -43,6 +44,7 @@ def _configuration(model: bytes) -> dict[str, Any]:
 
             with h5py.File(io.BytesIO(model), "r") as file:
                 raw = file.attrs.get("model_config")
+                _check_datasets(file)
             if raw is None:
                 raise InvalidModel(
                     "the HDF5 file holds no model configuration (weights only?): save the whole "
@@ -59,25 +61,69 @@ def _configuration(model: bytes) -> dict[str, Any]:
     return config
 
 
+def _check_datasets(file: Any) -> None:
+    """Refuse datasets whose data is in other files (HDF5 external and virtual datasets):
+    h5py would read those files while the weights load."""
+    import h5py
+
+    elsewhere: list[str] = []
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
+            elsewhere.append(name)
+
+    file.visititems(visit)
+    if elsewhere:
+        raise OpNotAllowed(
+            f"the HDF5 file's datasets {', '.join(elsewhere[:5])} keep their data in other "
+            "files, which loading would read; save the model with its weights inside it"
+        )
+
+
+def _objects(value: Any) -> Iterator[dict[str, Any]]:
+    """Every Keras object serialised anywhere in the configuration (a dict with a class_name):
+    layers wherever they sit, and initializers, regularizers, constraints and the like."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "class_name" in item:
+                yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _layers(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every layer of the model, nested models and wrapped layers included."""
+    """Every layer of the model, nested models and wrapped layers included. A model whose
+    configuration is in a form this walk does not know is refused: it could hide a layer."""
     yield config
     inner = config.get("config")
+    if config.get("class_name") in MODELS:
+        # Keras 2.0 wrote a Sequential's configuration as the list of its layers
+        children = inner if isinstance(inner, list) else (inner or {}).get("layers")
+        if not isinstance(children, list) or not all(isinstance(c, dict) for c in children):
+            raise OpNotAllowed(
+                f"the Keras model's configuration ({config.get('class_name')}) is in a form "
+                f"this service cannot check layer by layer. {EXPORT_INSTEAD}"
+            )
+        for child in children:
+            yield from _layers(child)
+        return
     if not isinstance(inner, dict):
         return
-    children = inner.get("layers")
-    for child in children if isinstance(children, list) else []:
-        if isinstance(child, dict):
-            yield from _layers(child)
-    wrapped = inner.get("layer")  # TimeDistributed, Bidirectional and the like
-    if isinstance(wrapped, dict):
-        yield from _layers(wrapped)
+    for key in WRAPPED:  # TimeDistributed, Bidirectional, RNN and the like
+        if isinstance(inner.get(key), dict):
+            yield from _layers(inner[key])
 
 
 def check_layers(config: dict[str, Any], known: Any) -> None:
     """Refuse layers that run code of the file's own, and layers `known` (the Keras layers
     module) lacks: custom objects, which only the file's own Python could build."""
-    running, unknown = [], []
+    running = [
+        str(o.get("class_name")) for o in _objects(config) if o.get("class_name") in CODE_LAYERS
+    ]
+    unknown = []
     for layer in _layers(config):
         kind = str(layer.get("class_name"))
         name = (
@@ -87,7 +133,7 @@ def check_layers(config: dict[str, Any], known: Any) -> None:
         module = str(layer.get("module") or "keras")
         registered = layer.get("registered_name")
         if kind in CODE_LAYERS:
-            running.append(label)
+            running.append(label)  # named, as well as found anywhere above
         elif kind not in MODELS and (
             not hasattr(known, kind)
             or not module.startswith("keras")
@@ -95,9 +141,10 @@ def check_layers(config: dict[str, Any], known: Any) -> None:
         ):
             unknown.append(label)
     if running:
+        named = ", ".join(dict.fromkeys(running))  # in order, once each
         raise OpNotAllowed(
             "the Keras model cannot be loaded safely: its layers "
-            f"{', '.join(running)} run Python code of the file's own. {EXPORT_INSTEAD}"
+            f"{named} run Python code of the file's own. {EXPORT_INSTEAD}"
         )
     if unknown:
         raise OpNotAllowed(
@@ -113,9 +160,11 @@ def _load(model: bytes) -> Any:
     if model.startswith(HDF5_MAGIC):
         import h5py
         import tf_keras
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
 
         check_layers(_configuration(model), tf_keras.layers)
-        with h5py.File(io.BytesIO(model), "r") as file:
+        # Safe mode as well: a Lambda's bytecode is refused by Keras itself if one got by.
+        with h5py.File(io.BytesIO(model), "r") as file, SafeModeScope(True):
             return tf_keras.models.load_model(file, compile=False)
     import keras
     from keras.src.saving import saving_lib
