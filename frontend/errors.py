@@ -146,6 +146,20 @@ class TooManyPixels(PayloadTooLarge):
     code = "too_many_pixels"
 
 
+class TooManyDecodedPixels(PayloadTooLarge):
+    """The images of one call would decode to more than DECODE_PIXELS_PER_CALL pixels."""
+
+    code = "too_many_decoded_pixels"
+
+
+class TooManyDecodes(BadRequest):
+    """This client's calls are already decoding DECODE_PIXELS_PER_CLIENT pixels."""
+
+    code = "too_many_decodes"
+    status = 429
+    retry_after_seconds = 1
+
+
 class ModelInputTooLarge(BadRequest):
     """The model declares an input side over MAX_INPUT_SIDE: each image would be resized to it."""
 

@@ -119,6 +119,25 @@ def _draft_reduces(image: Image.Image, size: tuple[int, int], profile: Profile =
     return profile.draft and reduction >= 2
 
 
+def decoded_pixels(data: bytes, size: tuple[int, int], profile: Profile = DEFAULT) -> int:
+    """The pixels decoding `data` for `size` would produce, from its header alone: a JPEG that
+    draft mode reduces counts at its reduced scale. Bytes that are no image count 0 (they fail
+    on their own, before any decoding)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            pixels = image.width * image.height
+            if image.format == "JPEG" and _draft_reduces(image, size, profile):
+                height, width = size
+                ratio = min(
+                    image.width / (DRAFT_MARGIN * width), image.height / (DRAFT_MARGIN * height)
+                )
+                scale = min(8, 1 << (int(ratio).bit_length() - 1))  # libjpeg: 1/2, 1/4, 1/8
+                pixels //= scale * scale
+            return pixels
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return 0
+
+
 def _decode_plain_jpeg(
     image: Image.Image, data: bytes, size: tuple[int, int], profile: Profile = DEFAULT
 ) -> np.ndarray | None:

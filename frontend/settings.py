@@ -76,6 +76,14 @@ class Settings(WorkerSettings):
         "largest image (width x height, read from its header before decoding); larger ones get 400",
     )
     large_decodes: int = setting(2, "images over 4 MP decoded at once per gunicorn process")
+    decode_pixels_per_call: int = setting(
+        256_000_000,
+        "pixels a call's images may decode to, read from their headers before any is decoded (413)",
+    )
+    decode_pixels_per_client: int = setting(
+        256_000_000,
+        "pixels one client's calls may be decoding at once, per gunicorn process (429)",
+    )
     ready_check_seconds: float = setting(10.0, "`/readyz` answers from a check at most this old")
     access_log: str = setting(
         "-",

@@ -1,12 +1,15 @@
 """Hostile uploads, round three: each attack of the report that the frontend alone decides, run
 in-process with fake workers (tests/helpers.py), which describe whatever input size a model
 declares. A model's declared input size no longer makes the frontend allocate, and the
-calibration photos' cache stays within its bytes whatever sizes are asked for. The attacks
+calibration photos' cache stays within its bytes whatever sizes are asked for, and decoding is
+budgeted per call and per client from the images' headers. The attacks
 that need TensorFlow (Keras, SavedModel) are in tests/test_hostile_models.py."""
 
 from __future__ import annotations
 
 import io
+import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import MODELS, fake_app, fake_model, labels_for
+from helpers import MODELS, FakeTransport, fake_app, fake_model, labels_for
 from PIL import Image
 
 from frontend import normalization
@@ -100,9 +103,80 @@ def test_calibration_memory_stays_bounded_whatever_sizes_are_asked(app: Flask) -
     1210 MB, for good. Each size's photos are prepared for the range search; the cache keeps
     64 MiB of them at most."""
     client = app.test_client()
-    sizes = list(range(400, 960, 40))
+    sizes = [720, 940]  # 37 and 64 MB of photos: one fits in the cache at a time
     for size in sizes:
         answer = _upload(client, fake_model(size=size, dtype="float32", tag=str(size)), 1)
         assert answer.status_code == 200, answer.json
     cache = normalization._prepared  # the range was searched at each size: photos prepared
     assert 1 <= len(cache) < len(sizes) and cache.cost <= 64 << 20, (len(cache), cache.cost)
+
+
+def _webp(side: int) -> bytes:
+    """A lossless WebP of one colour: a few hundred bytes that decode to side² pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 140, 200)).save(buffer, format="WEBP", lossless=True)
+    return buffer.getvalue()
+
+
+def test_a_call_of_tiny_lossless_webps_is_refused_before_any_decoding(app: Flask) -> None:
+    """64 lossless WebPs of 1 KB at 25 MP each cost 31.5 s of frontend CPU: the pixels they
+    decode to are summed from their headers first."""
+    webp = _webp(5000)
+    assert len(webp) < 2000
+    client = app.test_client()
+    started = time.monotonic()
+    answer = client.post(
+        "/api/v1/classify",
+        data={"images": [(io.BytesIO(webp), f"{i}.webp") for i in range(16)]},
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 413, answer.json
+    assert answer.json["error"]["code"] == "too_many_decoded_pixels"
+    assert "DECODE_PIXELS_PER_CALL" in answer.json["error"]["message"]
+    assert time.monotonic() - started < 2  # one 25 MP decode alone takes about half a second
+
+
+def test_one_client_cannot_keep_everyone_elses_decoding_waiting(tmp_path: Path) -> None:
+    """While one client's call decodes its budget, its next call is refused at once (429, with
+    Retry-After) and another client is served."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Held(FakeTransport):
+        holding = False  # while set, frames wait for `release`
+
+        def exchange(self, request, batchable=False):
+            if self.holding:
+                entered.set()
+                release.wait(10)
+            return super().exchange(request, batchable)
+
+    app, _ = fake_app(tmp_path, MODELS, DECODE_PIXELS_PER_CLIENT=1_000_000)
+    plane = app.extensions["mobilenet"]
+    plane.transport = plane.runner.transport = held = Held()
+    photo = _png((600, 600))  # 0.36 MP each
+
+    def classify(address: str, images: int):
+        return app.test_client().post(
+            "/api/v1/classify",
+            data={"images": [(io.BytesIO(photo), f"{i}.png") for i in range(images)]},
+            content_type="multipart/form-data",
+            environ_base={"REMOTE_ADDR": address},
+        )
+
+    assert classify("10.0.0.3", 1).status_code == 200  # the default model registered, warm
+    held.holding = True
+    first: list = []
+    holder = threading.Thread(target=lambda: first.append(classify("10.0.0.1", 2)))
+    holder.start()
+    try:
+        assert entered.wait(10)
+        held.holding = False
+        again = classify("10.0.0.1", 1)
+        assert again.status_code == 429 and again.headers["Retry-After"] == "1"
+        assert again.json["error"]["code"] == "too_many_decodes"
+        assert classify("10.0.0.2", 1).status_code == 200
+    finally:
+        release.set()
+        holder.join(10)
+    assert first[0].status_code == 200
+    assert classify("10.0.0.1", 1).status_code == 200  # its budget is back

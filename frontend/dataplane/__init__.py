@@ -34,7 +34,7 @@ from frontend.dataplane.runner import Runner
 from frontend.dataplane.statistics import Tally, recorded
 from frontend.errors import DefaultModelMissing, ModelIsDefault, ModelNotFound
 from frontend.explain import OcclusionMap, occlusion_map
-from frontend.images import prepare_image
+from frontend.images import decoded_pixels, prepare_image
 from frontend.labels import Labels
 from frontend.settings import Settings
 from frontend.store import ModelStore, StoredModel
@@ -84,6 +84,7 @@ class DataPlane:
             settings.uploads_per_client,
             settings.max_images_per_call,
             Path(settings.model_store) / REGISTRATION_LOG,
+            (settings.decode_pixels_per_call, settings.decode_pixels_per_client),
         )
         self.runner = Runner(
             transport, ThreadPoolExecutor(pool_size(settings), thread_name_prefix="image-runs")
@@ -203,8 +204,13 @@ class DataPlane:
         images are cut into runs of neighbours, one per worker of the model's lane, each
         decoded and sent as one frame at the same time."""
         self.admission.count(len(images))
-        self.admission.pixels(len(images), model.size(self.settings.input_size))
-        with self._running(model, client, len(images)) as tally:
+        size = model.size(self.settings.input_size)
+        self.admission.pixels(len(images), size)
+        cost = sum(decoded_pixels(image, size, model.profile) for image in images)
+        with (
+            self.admission.decoding(client, cost),
+            self._running(model, client, len(images)) as tally,
+        ):
             runs = self.runner.side_by_side(
                 lambda run: _decode_and_run(self.runner, self.settings, run, model, top_k,
                                             normalization),

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from frontend.errors import (
     StoreUnavailable,
+    TooManyDecodedPixels,
+    TooManyDecodes,
     TooManyImages,
     TooManyRegistrations,
     TooManyUploads,
@@ -64,10 +66,13 @@ class Admission:
         uploads_per_client: int,
         images_per_call: int,
         registration_log: Path,
+        decode_budgets: tuple[int, int] = (256_000_000, 256_000_000),
     ):
         self.registrations_per_hour = registrations_per_hour
         self.uploads_per_client = uploads_per_client
         self.images_per_call = images_per_call
+        self.decode_per_call, self.decode_per_client = decode_budgets
+        self._decoding: Counter[str] = Counter()  # pixels being decoded, by client
         self._lock = threading.Lock()
         self._registrations = RegistrationLog(registration_log)
         self._running: Counter[str] = Counter()  # models other than the default, by client
@@ -110,6 +115,32 @@ class Admission:
                 self._running[client] -= 1
                 if not self._running[client]:
                     del self._running[client]
+
+    @contextmanager
+    def decoding(self, client: str, pixels: int) -> Iterator[None]:
+        """A call's images decode to at most DECODE_PIXELS_PER_CALL pixels, and one client's
+        calls decode at most DECODE_PIXELS_PER_CLIENT at once (a first call always may): so a
+        few bytes of lossless WebP cannot buy seconds of everyone's decoding."""
+        if pixels > self.decode_per_call:
+            raise TooManyDecodedPixels(
+                f"the images would decode to {pixels} pixels, over the {self.decode_per_call} "
+                "a call may (DECODE_PIXELS_PER_CALL); send fewer or smaller images"
+            )
+        with self._lock:
+            busy = self._decoding[client]
+            if busy and busy + pixels > self.decode_per_client:
+                raise TooManyDecodes(
+                    f"this client's calls are already decoding {busy} pixels "
+                    "(DECODE_PIXELS_PER_CLIENT); wait for them to finish"
+                )
+            self._decoding[client] += pixels
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._decoding[client] -= pixels
+                if not self._decoding[client]:
+                    del self._decoding[client]
 
     def pixels(self, count: int, size: tuple[int, int], what: str = "one call") -> None:
         """The images of a call fit in memory at the model's input size (check_pixels)."""
