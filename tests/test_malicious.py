@@ -89,7 +89,7 @@ def test_huge_fill_is_refused_by_the_cost_check(corpus: Path, guarded: Server, r
 def sandbox_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The allowlist switched off: the sandbox and the limits alone must hold."""
     # No spares: the worker a model runs in is then one started for it (the looping test).
-    env = {"OP_ALLOWLIST": "0", "UPLOAD_TIMEOUT": "10", "POOL_SIZE": "1", "UPLOAD_SPARES": "0"}
+    env = {"OP_ALLOWLIST": "0", "UPLOAD_TIMEOUT": "6", "POOL_SIZE": "1", "UPLOAD_SPARES": "0"}
     server = start_gunicorn(tmp_path_factory.mktemp("sandbox-only"), env)
     yield server
     server.stop()
@@ -143,7 +143,7 @@ def test_endless_loop_is_killed_at_the_deadline(
     assert answer.status_code in (422, 507), answer.text
     error = answer.json()["error"]
     assert error["code"] in ("model_crashed", "worker_resource_exhausted"), error
-    assert error["code"] != "model_crashed" or "past the upload timeout (10 s)" in error["message"]
+    assert error["code"] != "model_crashed" or "past the upload timeout (6 s)" in error["message"]
     # the whole sandbox went: no process of it is left spinning; the default model serves on
     wait_for(lambda: not Path(f"/proc/{looping}").exists(), 10)
     classify_ok(sandbox_only)
