@@ -22,6 +22,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import tensorflow as tf
+from helpers import zip_of
 from tflite_fixtures import custom_op_model
 
 tf1 = tf.compat.v1
@@ -353,14 +354,6 @@ def _saved_model_pb(zipped: bytes) -> tuple[dict[str, bytes], str]:
     return members, pb
 
 
-def _rezip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def saver_def_bypass(secret: str) -> bytes:
     """TF2 format: the serving function reads and prints a file, and one extra graph node that
     calls it is named as the saver's restore op (the real one and its function removed), so
@@ -399,7 +392,7 @@ def saver_def_bypass(secret: str) -> bytes:
     extra.name = "restore_all"
     meta.saver_def.restore_op_name = "restore_all"
     members[pb] = parsed.SerializeToString()
-    return _rezip(members)
+    return zip_of(members)
 
 
 class _Remembering(tf.Module):
