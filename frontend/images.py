@@ -119,23 +119,33 @@ def _draft_reduces(image: Image.Image, size: tuple[int, int], profile: Profile =
     return profile.draft and reduction >= 2
 
 
-def decoded_pixels(data: bytes, size: tuple[int, int], profile: Profile = DEFAULT) -> int:
+def decoded_pixels(
+    data: bytes,
+    size: tuple[int, int],
+    profile: Profile = DEFAULT,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> int:
     """The pixels decoding `data` for `size` would produce, from its header alone: a JPEG that
-    draft mode reduces counts at its reduced scale. Bytes that are no image count 0 (they fail
-    on their own, before any decoding)."""
+    draft mode reduces counts at its reduced scale. Bytes that are no image, and images over
+    `max_pixels`, count 0: they fail on their own, before any decoding."""
     try:
-        if data.startswith(b"\xff\xd8"):  # libjpeg-turbo reads a JPEG's header in microseconds
+        jpeg = data.startswith(b"\xff\xd8")
+        if jpeg:  # libjpeg-turbo reads a JPEG's header in microseconds, Pillow in tens
             image_height, image_width, _, _ = simplejpeg.decode_jpeg_header(data)
-            height, width = size
-            ratio = min(
-                image_width // (DRAFT_MARGIN * width), image_height // (DRAFT_MARGIN * height)
-            )
-            scale = min(8, 1 << (ratio.bit_length() - 1)) if profile.draft and ratio >= 2 else 1
-            return image_width * image_height // (scale * scale)  # libjpeg: 1/2, 1/4, 1/8
-        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            return image.width * image.height
+        else:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                image_width, image_height = image.size
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
         return 0
+    pixels = image_width * image_height
+    if pixels > max_pixels:
+        return 0
+    height, width = size
+    ratio = min(image_width // (DRAFT_MARGIN * width), image_height // (DRAFT_MARGIN * height))
+    if jpeg and profile.draft and ratio >= 2:
+        scale = min(8, 1 << (ratio.bit_length() - 1))  # libjpeg's 1/2, 1/4 or 1/8
+        pixels //= scale * scale
+    return pixels
 
 
 def _decode_plain_jpeg(

@@ -206,7 +206,8 @@ class DataPlane:
         self.admission.count(len(images))
         size = model.size(self.settings.input_size)
         self.admission.pixels(len(images), size)
-        cost = sum(decoded_pixels(image, size, model.profile) for image in images)
+        limit = self.settings.max_image_pixels
+        cost = sum(decoded_pixels(image, size, model.profile, limit) for image in images)
         with (
             self.admission.decoding(client, cost),
             self._running(model, client, len(images)) as tally,
