@@ -160,6 +160,14 @@ class TooManyDecodes(BadRequest):
     retry_after_seconds = 1
 
 
+class TooMuchWork(BadRequest):
+    """This client's calls already have WORK_PER_CLIENT classifications running."""
+
+    code = "too_much_work"
+    status = 429
+    retry_after_seconds = 1
+
+
 class ModelInputTooLarge(BadRequest):
     """The model declares an input side over MAX_INPUT_SIDE: each image would be resized to it."""
 

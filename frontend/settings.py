@@ -80,6 +80,11 @@ class Settings(WorkerSettings):
         256_000_000,
         "pixels a call's images may decode to, read from their headers before any is decoded (413)",
     )
+    work_per_client: int = setting(
+        256,
+        "classifications one client's calls may have running at once, per gunicorn process: an "
+        "image is 1, an explanation 1 + grid² (429)",
+    )
     decode_pixels_per_client: int = setting(
         256_000_000,
         "pixels one client's calls may be decoding at once, per gunicorn process (429)",

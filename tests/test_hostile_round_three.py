@@ -2,7 +2,8 @@
 in-process with fake workers (tests/helpers.py), which describe whatever input size a model
 declares. A model's declared input size no longer makes the frontend allocate, and the
 calibration photos' cache stays within its bytes whatever sizes are asked for, and decoding is
-budgeted per call and per client from the images' headers. The attacks
+budgeted per call and per client from the images' headers, and one client's model work is
+bounded by what it costs (an explanation counts 1 + grid² classifications). The attacks
 that need TensorFlow (Keras, SavedModel) are in tests/test_hostile_models.py."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import MODELS, FakeTransport, fake_app, fake_model, labels_for
+from helpers import IMAGES, MODELS, FakeTransport, fake_app, fake_model, labels_for
 from PIL import Image
 
 from frontend import normalization
@@ -180,3 +181,52 @@ def test_one_client_cannot_keep_everyone_elses_decoding_waiting(tmp_path: Path) 
         holder.join(10)
     assert first[0].status_code == 200
     assert classify("10.0.0.1", 1).status_code == 200  # its budget is back
+
+
+def test_one_clients_explanations_cannot_queue_everyone_behind_them(tmp_path: Path) -> None:
+    """Eight explanation loops from one address took a victim's latency from 0.03 s to 16 s.
+    An explanation counts 1 + grid² classifications against the client's WORK_PER_CLIENT:
+    while one runs, the same client's next is refused at once, and another client is served."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Held(FakeTransport):
+        holding = False
+
+        def exchange(self, request, batchable=False):
+            if self.holding:
+                entered.set()
+                release.wait(10)
+            return super().exchange(request, batchable)
+
+    app, _ = fake_app(tmp_path, MODELS, WORK_PER_CLIENT=60)
+    plane = app.extensions["mobilenet"]
+    plane.transport = plane.runner.transport = held = Held()
+    cat = (IMAGES / "cat.jpg").read_bytes()
+
+    def call(path: str, address: str, **fields):
+        return app.test_client().post(
+            path,
+            data={"image": (io.BytesIO(cat), "cat.jpg"), **fields},
+            content_type="multipart/form-data",
+            environ_base={"REMOTE_ADDR": address},
+        )
+
+    assert call("/api/v1/classify", "10.0.0.3").status_code == 200  # warm
+    held.holding = True
+    first: list = []
+    loop = threading.Thread(
+        target=lambda: first.append(call("/api/v1/explain", "10.0.0.1", grid="7"))
+    )
+    loop.start()
+    try:
+        assert entered.wait(10)
+        held.holding = False
+        again = call("/api/v1/explain", "10.0.0.1", grid="7")
+        assert again.status_code == 429 and again.headers["Retry-After"] == "1"
+        assert again.json["error"]["code"] == "too_much_work"
+        assert "50 classifications" in again.json["error"]["message"]
+        assert call("/api/v1/classify", "10.0.0.2").status_code == 200
+    finally:
+        release.set()
+        loop.join(10)
+    assert first[0].status_code == 200, first[0].json

@@ -85,6 +85,7 @@ class DataPlane:
             settings.max_images_per_call,
             Path(settings.model_store) / REGISTRATION_LOG,
             (settings.decode_pixels_per_call, settings.decode_pixels_per_client),
+            settings.work_per_client,
         )
         self.runner = Runner(
             transport, ThreadPoolExecutor(pool_size(settings), thread_name_prefix="image-runs")
@@ -268,9 +269,9 @@ class DataPlane:
 
     @contextmanager
     def _running(self, model: ModelSource, client: str, images: int) -> Iterator[Tally]:
-        """Models other than the default run only in the sandbox, and count against the
-        client's UPLOADS_PER_CLIENT while they run; every call counts in its model's
-        statistics."""
+        """Every call counts against the client's WORK_PER_CLIENT while it runs, and in its
+        model's statistics; models other than the default run only in the sandbox, and count
+        against the client's UPLOADS_PER_CLIENT too."""
         default = _default_or_none(self)
         trusted = model.origin == "default" or (
             default is not None and default.manifest["sha256"] == model.sha256
@@ -278,7 +279,8 @@ class DataPlane:
         if not trusted:
             self._untrusted(model.sha256)
         admitted = nullcontext() if trusted else self.admission.running(client)
-        with admitted, recorded(model.id, images) as tally:
+        working = self.admission.working(client, images)
+        with working, admitted, recorded(model.id, images) as tally:
             yield tally
 
     # --- lifetime ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from frontend.errors import (
@@ -21,8 +21,10 @@ from frontend.errors import (
     TooManyImages,
     TooManyRegistrations,
     TooManyUploads,
+    TooMuchWork,
 )
 from frontend.images import check_pixels
+from protocol import ServiceError
 
 
 class RegistrationLog:
@@ -67,12 +69,15 @@ class Admission:
         images_per_call: int,
         registration_log: Path,
         decode_budgets: tuple[int, int] = (256_000_000, 256_000_000),
+        work_per_client: int = 256,
     ):
         self.registrations_per_hour = registrations_per_hour
         self.uploads_per_client = uploads_per_client
         self.images_per_call = images_per_call
         self.decode_per_call, self.decode_per_client = decode_budgets
         self._decoding: Counter[str] = Counter()  # pixels being decoded, by client
+        self.work_per_client = work_per_client
+        self._working: Counter[str] = Counter()  # classifications running, by client
         self._lock = threading.Lock()
         self._registrations = RegistrationLog(registration_log)
         self._running: Counter[str] = Counter()  # models other than the default, by client
@@ -126,21 +131,43 @@ class Admission:
                 f"the images would decode to {pixels} pixels, over the {self.decode_per_call} "
                 "a call may (DECODE_PIXELS_PER_CALL); send fewer or smaller images"
             )
+        refusal = TooManyDecodes(
+            "this client's calls are already decoding {busy} pixels (DECODE_PIXELS_PER_CLIENT); "
+            "wait for them to finish"
+        )
+        with self._share(self._decoding, client, pixels, self.decode_per_client, refusal):
+            yield
+
+    def working(self, client: str, classifications: int) -> AbstractContextManager[None]:
+        """One client's calls run at most WORK_PER_CLIENT classifications at once (an
+        explanation counts 1 + grid²; a first call always may): one client's loops cannot
+        queue everyone else behind them in the model lanes."""
+        refusal = TooMuchWork(
+            "this client's calls already run {busy} classifications (WORK_PER_CLIENT; an "
+            "explanation counts 1 + grid²); wait for them to finish"
+        )
+        return self._share(self._working, client, classifications, self.work_per_client, refusal)
+
+    @contextmanager
+    def _share(
+        self, held: Counter[str], client: str, amount: int, limit: int, refusal: ServiceError
+    ) -> Iterator[None]:
+        """`amount` more of what `held` counts for `client`, within `limit` unless it holds
+        none yet; `refusal` (its message formatted with what is held) when over."""
         with self._lock:
-            busy = self._decoding[client]
-            if busy and busy + pixels > self.decode_per_client:
-                raise TooManyDecodes(
-                    f"this client's calls are already decoding {busy} pixels "
-                    "(DECODE_PIXELS_PER_CLIENT); wait for them to finish"
-                )
-            self._decoding[client] += pixels
+            busy = held[client]
+            if busy and busy + amount > limit:
+                refusal.message = refusal.message.format(busy=busy)
+                refusal.args = (refusal.message,)
+                raise refusal
+            held[client] += amount
         try:
             yield
         finally:
             with self._lock:
-                self._decoding[client] -= pixels
-                if not self._decoding[client]:
-                    del self._decoding[client]
+                held[client] -= amount
+                if not held[client]:
+                    del held[client]
 
     def pixels(self, count: int, size: tuple[int, int], what: str = "one call") -> None:
         """The images of a call fit in memory at the model's input size (check_pixels)."""
