@@ -137,23 +137,34 @@ def test_a_call_of_tiny_lossless_webps_is_refused_before_any_decoding(app: Flask
     assert time.monotonic() - started < 2  # one 25 MP decode alone takes about half a second
 
 
+class HeldTransport(FakeTransport):
+    """Fake workers whose frames, while `holding` is set, wait for `release` (and say so by
+    setting `entered`): a call held in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def exchange(self, request, batchable=False):
+        if self.holding:
+            self.entered.set()
+            self.release.wait(10)
+        return super().exchange(request, batchable)
+
+
+def _holding_app(tmp_path: Path, **config: object) -> tuple[Flask, HeldTransport]:
+    app, _ = fake_app(tmp_path, MODELS, **config)
+    plane = app.extensions["mobilenet"]
+    plane.transport = plane.runner.transport = held = HeldTransport()
+    return app, held
+
+
 def test_one_client_cannot_keep_everyone_elses_decoding_waiting(tmp_path: Path) -> None:
     """While one client's call decodes its budget, its next call is refused at once (429, with
     Retry-After) and another client is served."""
-    entered, release = threading.Event(), threading.Event()
-
-    class Held(FakeTransport):
-        holding = False  # while set, frames wait for `release`
-
-        def exchange(self, request, batchable=False):
-            if self.holding:
-                entered.set()
-                release.wait(10)
-            return super().exchange(request, batchable)
-
-    app, _ = fake_app(tmp_path, MODELS, DECODE_PIXELS_PER_CLIENT=1_000_000)
-    plane = app.extensions["mobilenet"]
-    plane.transport = plane.runner.transport = held = Held()
+    app, held = _holding_app(tmp_path, DECODE_PIXELS_PER_CLIENT=1_000_000)
+    entered, release = held.entered, held.release
     photo = _png((600, 600))  # 0.36 MP each
 
     def classify(address: str, images: int):
@@ -187,20 +198,8 @@ def test_one_clients_explanations_cannot_queue_everyone_behind_them(tmp_path: Pa
     """Eight explanation loops from one address took a victim's latency from 0.03 s to 16 s.
     An explanation counts 1 + grid² classifications against the client's WORK_PER_CLIENT:
     while one runs, the same client's next is refused at once, and another client is served."""
-    entered, release = threading.Event(), threading.Event()
-
-    class Held(FakeTransport):
-        holding = False
-
-        def exchange(self, request, batchable=False):
-            if self.holding:
-                entered.set()
-                release.wait(10)
-            return super().exchange(request, batchable)
-
-    app, _ = fake_app(tmp_path, MODELS, WORK_PER_CLIENT=60)
-    plane = app.extensions["mobilenet"]
-    plane.transport = plane.runner.transport = held = Held()
+    app, held = _holding_app(tmp_path, WORK_PER_CLIENT=60)
+    entered, release = held.entered, held.release
     cat = (IMAGES / "cat.jpg").read_bytes()
 
     def call(path: str, address: str, **fields):
