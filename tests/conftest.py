@@ -78,6 +78,7 @@ def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 MADE = {
     "retrained": ("retrain_keras.py", ()),
     "variants": ("make_variants.py", (str(FROZEN_MODEL),)),
+    "kserve_venv": ("make_kserve_venv.py", ()),  # not a model: kserve's clients, apart
 }
 _making: dict[str, tuple[subprocess.Popen, Path]] = {}
 
@@ -147,6 +148,12 @@ def variants() -> Path:
     """The retrained-graph shapes users bring, made of the frozen ImageNet graph
     (tests/make_variants.py), made once."""
     return made("variants")
+
+
+@pytest.fixture(scope="session")
+def kserve_venv() -> Path:
+    """A virtualenv with kserve's clients (tests/make_kserve_venv.py), made once."""
+    return made("kserve_venv")
 
 
 @pytest.fixture(scope="session")
