@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
@@ -131,10 +131,13 @@ class Admission:
                 f"the images would decode to {pixels} pixels, over the {self.decode_per_call} "
                 "a call may (DECODE_PIXELS_PER_CALL); send fewer or smaller images"
             )
-        refusal = TooManyDecodes(
-            "this client's calls are already decoding {busy} pixels (DECODE_PIXELS_PER_CLIENT); "
-            "wait for them to finish"
-        )
+
+        def refusal(busy: int) -> ServiceError:
+            return TooManyDecodes(
+                f"this client's calls are already decoding {busy} pixels "
+                "(DECODE_PIXELS_PER_CLIENT); wait for them to finish"
+            )
+
         with self._share(self._decoding, client, pixels, self.decode_per_client, refusal):
             yield
 
@@ -142,24 +145,30 @@ class Admission:
         """One client's calls run at most WORK_PER_CLIENT classifications at once (an
         explanation counts 1 + grid²; a first call always may): one client's loops cannot
         queue everyone else behind them in the model lanes."""
-        refusal = TooMuchWork(
-            "this client's calls already run {busy} classifications (WORK_PER_CLIENT; an "
-            "explanation counts 1 + grid²); wait for them to finish"
-        )
+
+        def refusal(busy: int) -> ServiceError:
+            return TooMuchWork(
+                f"this client's calls already run {busy} classifications (WORK_PER_CLIENT; an "
+                "explanation counts 1 + grid²); wait for them to finish"
+            )
+
         return self._share(self._working, client, classifications, self.work_per_client, refusal)
 
     @contextmanager
     def _share(
-        self, held: Counter[str], client: str, amount: int, limit: int, refusal: ServiceError
+        self,
+        held: Counter[str],
+        client: str,
+        amount: int,
+        limit: int,
+        refusal: Callable[[int], ServiceError],
     ) -> Iterator[None]:
         """`amount` more of what `held` counts for `client`, within `limit` unless it holds
-        none yet; `refusal` (its message formatted with what is held) when over."""
+        none yet; over it, `refusal(what it holds)` is raised."""
         with self._lock:
             busy = held[client]
             if busy and busy + amount > limit:
-                refusal.message = refusal.message.format(busy=busy)
-                refusal.args = (refusal.message,)
-                raise refusal
+                raise refusal(busy)
             held[client] += amount
         try:
             yield
