@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, multiprocess
 
@@ -49,10 +50,29 @@ def recorded(model_id: str | None, images: int) -> Iterator[Tally]:
         yield tally
         outcome = "success" if tally.images else "fail"
     finally:
-        IMAGES.labels(model_id, outcome).inc(tally.images if outcome == "success" else images)
-        CALLS.labels(model_id, outcome).inc()
-        SECONDS.labels(model_id, outcome).inc(time.perf_counter() - started)
-        LAST_CALL.labels(model_id).set(time.time())
+        counted_images, calls, seconds, last = _children(model_id, outcome)
+        counted_images.inc(tally.images if outcome == "success" else images)
+        calls.inc()
+        seconds.inc(time.perf_counter() - started)
+        last.set(time.time())
+
+
+_labelled: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+
+
+def _children(model_id: str, outcome: str) -> tuple[Any, Any, Any, Any]:
+    """The model's labelled counters, looked up once (`labels()` takes a lock each time); one
+    entry per model and outcome, as the store bounds the models."""
+    key = (model_id, outcome)
+    children = _labelled.get(key)
+    if children is None:
+        children = _labelled[key] = (
+            IMAGES.labels(model_id, outcome),
+            CALLS.labels(model_id, outcome),
+            SECONDS.labels(model_id, outcome),
+            LAST_CALL.labels(model_id),
+        )
+    return children
 
 
 def registry() -> CollectorRegistry:
