@@ -86,6 +86,12 @@ class StoreFull(StoreUnavailable):
     code = "store_full"
 
 
+class StoreShareFull(StoreFull):
+    """This client's models would pass STORE_SHARE_MODELS or STORE_SHARE_BYTES."""
+
+    code = "store_share_full"
+
+
 class TooManyRegistrations(BadRequest):
     """This client registered REGISTRATIONS_PER_HOUR models within the last hour."""
 

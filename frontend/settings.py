@@ -42,6 +42,13 @@ class Settings(WorkerSettings):
     store_max_bytes: int = setting(
         2 * 1024 * 1024 * 1024, "bytes of model files the store may hold (507 `store_full`)"
     )
+    store_share_models: int = setting(
+        20, "registered models one client address may hold in the store (507 `store_share_full`)"
+    )
+    store_share_bytes: int = setting(
+        256 * 1024 * 1024,
+        "bytes of model files one client address may hold in the store (507 `store_share_full`)",
+    )
     registrations_per_hour: int = setting(
         30, "registration requests per client address and hour, across all processes (429)"
     )

@@ -1,12 +1,14 @@
 """The model store: a folder (MODEL_STORE) with one folder per registered model, named by its
 registration id (frontend/dataplane/manifest.py: the model's bytes, labels and options
-together), holding `model.bin`, `labels.txt` and `manifest.json`.
+together), holding `model.bin`, `labels.txt`, `manifest.json` and `owner` (the client that
+registered it, never answered to anyone).
 
 Writes are atomic: a model is written into a hidden temporary folder, every file fsynced, then
 the folder is renamed into place and the parent fsynced; a manifest is rewritten beside itself
 and renamed over. A crash leaves either nothing or the whole model; hidden leftovers of a crash
 are removed when the store opens. Quotas bound what it holds: at most `max_models` models and
-`max_bytes` bytes of model files. `locked()` serialises the changes whose checks read the whole
+`max_bytes` bytes of model files, and for each owner its share of those, so that one client
+cannot fill the store for everyone. `locked()` serialises the changes whose checks read the whole
 store (a name must be free when it is taken) across every process that opens it.
 """
 
@@ -23,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frontend.errors import StoreFull, StoreUnavailable
+from frontend.errors import StoreFull, StoreShareFull, StoreUnavailable
 
 MODEL_FILE, LABELS_FILE, MANIFEST_FILE = "model.bin", "labels.txt", "manifest.json"
+OWNER_FILE = "owner"
 PARTIAL_PREFIX = ".partial-"
 
 
@@ -43,6 +46,18 @@ class StoredModel:
 
     def labels_bytes(self) -> bytes:
         return (self.folder / LABELS_FILE).read_bytes()
+
+    def owner(self) -> str | None:
+        try:
+            return (self.folder / OWNER_FILE).read_text()
+        except OSError:
+            return None
+
+
+@dataclass(frozen=True)
+class Quota:
+    models: int
+    bytes: int
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -64,11 +79,15 @@ def is_model_id(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
+UNLIMITED = Quota(1_000_000, 1 << 62)
+
+
 class ModelStore:
-    def __init__(self, root: Path, max_models: int = 1_000_000, max_bytes: int = 1 << 62) -> None:
+    def __init__(self, root: Path, quota: Quota = UNLIMITED, share: Quota = UNLIMITED) -> None:
+        """`quota`: what the store holds at most; `share`: what it holds for one owner."""
         self.root = root
-        self.max_models = max_models
-        self.max_bytes = max_bytes
+        self.quota = quota
+        self.share = share
         try:
             root.mkdir(parents=True, exist_ok=True)
             for leftover in root.glob(PARTIAL_PREFIX + "*"):
@@ -121,25 +140,43 @@ class ModelStore:
         found = (self.get(p.name) for p in sorted(self.root.iterdir()) if is_model_id(p.name))
         return sorted((m for m in found if m), key=lambda m: m.manifest.get("created", 0))
 
-    def _check_quota(self, adding: int) -> None:
+    def _check_quota(self, adding: int, owner: str | None) -> None:
         stored = self.list()
         used = sum(m.manifest.get("bytes", 0) for m in stored)
-        if len(stored) + 1 > self.max_models:
+        if len(stored) + 1 > self.quota.models:
             raise StoreFull(
                 f"the model store holds {len(stored)} models, its limit (STORE_MAX_MODELS); "
                 "delete one first"
             )
-        if used + adding > self.max_bytes:
+        if used + adding > self.quota.bytes:
             raise StoreFull(
                 f"the model store holds {used} bytes of models; {adding} more would pass its "
-                f"limit of {self.max_bytes} (STORE_MAX_BYTES)"
+                f"limit of {self.quota.bytes} (STORE_MAX_BYTES)"
+            )
+        if owner is None:
+            return
+        own = [m for m in stored if m.owner() == owner]
+        own_bytes = sum(m.manifest.get("bytes", 0) for m in own)
+        if len(own) + 1 > self.share.models:
+            raise StoreShareFull(
+                f"this client's {len(own)} models are its share of the store "
+                "(STORE_SHARE_MODELS); delete one first"
+            )
+        if own_bytes + adding > self.share.bytes:
+            raise StoreShareFull(
+                f"this client's models take {own_bytes} bytes of the store; {adding} more would "
+                f"pass its share of {self.share.bytes} (STORE_SHARE_BYTES)"
             )
 
-    def _write_partial(self, manifest: dict[str, Any], model: bytes, labels: bytes) -> Path:
+    def _write_partial(
+        self, manifest: dict[str, Any], model: bytes, labels: bytes, owner: str | None = None
+    ) -> Path:
         partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=self.root))
         try:
             _write_synced(partial / MODEL_FILE, model)
             _write_synced(partial / LABELS_FILE, labels)
+            if owner is not None:
+                _write_synced(partial / OWNER_FILE, owner.encode())
             _write_synced(partial / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
             _fsync_folder(partial)
         except OSError:
@@ -148,16 +185,17 @@ class ModelStore:
         return partial
 
     def add(
-        self, manifest: dict[str, Any], model: bytes, labels: bytes
+        self, manifest: dict[str, Any], model: bytes, labels: bytes, owner: str | None = None
     ) -> tuple[StoredModel, bool]:
-        """Store a model atomically, within the quotas; whether it is new. If the same id is
-        already there (a concurrent registration of the same model won), that copy stays."""
+        """Store a model atomically for `owner`, within the quotas and its share; whether it is
+        new. If the same id is already there (a concurrent registration of the same model won),
+        that copy stays."""
         final = self.root / manifest["id"]
         if (final / MANIFEST_FILE).is_file():
             return self._stored(manifest["id"]), False
-        self._check_quota(len(model))
+        self._check_quota(len(model), owner)
         try:
-            partial = self._write_partial(manifest, model, labels)
+            partial = self._write_partial(manifest, model, labels, owner)
             try:
                 os.rename(partial, final)
                 created = True

@@ -159,6 +159,12 @@ class WorkerUnavailable(ServiceError):
     status = 503
 
 
+class LinkUnauthenticated(WorkerUnavailable):
+    """The two ends of the frontend-worker link do not share one secret (protocol/link.py)."""
+
+    code = "worker_link_unauthenticated"
+
+
 class SandboxUnavailable(ServiceError):
     """Only the default model runs without the sandbox (ALLOW_UNSANDBOXED_MODELS overrides)."""
 

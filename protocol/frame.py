@@ -139,6 +139,7 @@ def encode_stamped_request(
 
 
 SCRATCH_BYTES = 1 << 20  # the largest read offered for a header or a model's bytes
+PIXELS_FIRST_BYTES = 1 << 20  # a frame's pixel buffer before it grows (a 224 px batch of 6)
 
 
 class FrameReader:
@@ -150,8 +151,9 @@ class FrameReader:
     two copies of 150 KB per 224 px image over collecting bytes and slicing them.
 
     Works the same over a pipe, a stream of frames or a socket. The declared sizes are bounded
-    before anything is allocated: the pixels' buffer is allocated at its declared size (at most
-    MAX_PIXEL_BYTES) once the header is read; a model's bytes are collected as they arrive.
+    before anything is allocated, and memory follows the bytes that arrived, not the sizes a
+    header declares: the pixels' buffer starts at PIXELS_FIRST_BYTES and doubles as it fills;
+    a model's bytes are collected as they arrive.
     """
 
     def __init__(self) -> None:
@@ -195,6 +197,7 @@ class FrameReader:
         if self._unread:
             raise RuntimeError("buffer() while bytes given to receive_data are waiting")
         if self._in_pixels():
+            self._reserve_pixels(self._pixels_filled + 1)
             return memoryview(self._pixels)[self._pixels_filled :]
         self._scratch = bytearray(min(self._needed(), SCRATCH_BYTES))
         return memoryview(self._scratch)
@@ -257,12 +260,22 @@ class FrameReader:
             elif self._pixels_filled < header.pixels_length:
                 start = self._pixels_filled
                 take = min(header.pixels_length - start, len(data) - used)
+                self._reserve_pixels(start + take)
                 self._pixels[start : start + take] = data[used : used + take]
                 self._pixels_filled += take
                 used += take
             else:
                 break  # the frame is complete; the rest belongs to the next one
         return used
+
+    def _reserve_pixels(self, count: int) -> None:
+        """Room for at least `count` pixel bytes (never past the declared length): doubling
+        keeps the copies made by growing under one more pass over the pixels."""
+        have = len(self._pixels)
+        if have < count:
+            header = self._header
+            assert header is not None
+            self._pixels += bytes(min(header.pixels_length, max(count, 2 * have)) - have)
 
     def _read_header(self) -> None:
         head = self._head
@@ -280,7 +293,7 @@ class FrameReader:
         if len(head) < PREAMBLE.size + header_length:
             return
         header = parse_header(bytes(head[PREAMBLE.size :]))
-        self._pixels = bytearray(header.pixels_length)
+        self._pixels = bytearray(min(header.pixels_length, PIXELS_FIRST_BYTES))
         self._header = header
 
 

@@ -1,9 +1,10 @@
 """The worker service and its health check (docker-compose's `worker`).
 
 python -m supervisor serve --listen 0.0.0.0:9000 [--warm MODEL]
-    frames over TCP, answered by a warm pool of sandboxed workers; the settings are the
-    same environment variables as the frontend's (POOL_SIZE, WORKER_TIMEOUT, ...). It
-    refuses to start when the sandbox does not work, unless WORKER_SANDBOX=none.
+    frames over TCP, answered by a warm pool of sandboxed workers, for clients that prove they
+    hold the secret in WORKER_SECRET_FILE; the settings are the same environment variables as
+    the frontend's (POOL_SIZE, WORKER_TIMEOUT, ...). It refuses to start when the sandbox does
+    not work, unless WORKER_SANDBOX=none.
 python -m supervisor check --address HOST:PORT --model MODEL
     exit 0 when the service runs MODEL on a probe image, else 1 with the reason.
 """
@@ -20,11 +21,12 @@ import time
 from pathlib import Path
 
 from protocol import Request, ServiceError, describe_request
-from supervisor import tracing
+from supervisor import link, tracing
 from supervisor.config import local_pool
 from supervisor.remote import RemoteWorkers
 from supervisor.server import WorkerServer
 from supervisor.settings import WorkerSettings, from_environment
+from worker.limits import not_dumpable
 
 WARM_WAIT_SECONDS = 600.0
 
@@ -40,7 +42,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def _wait_for(path: Path, seconds: float) -> bytes:
     """The file's bytes once it exists: under Docker Swarm, which ignores depends_on, the models
-    service may still be fetching it."""
+    service may still be writing it."""
     deadline = time.monotonic() + seconds
     while not path.is_file():
         if time.monotonic() > deadline:
@@ -53,6 +55,14 @@ def serve(listen: str, warm: Path | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, _, port = listen.rpartition(":")
     settings = from_environment(WorkerSettings)
+    if not settings.worker_secret_file:
+        raise SystemExit("worker service: set WORKER_SECRET_FILE, the secret clients must prove")
+    _wait_for(Path(settings.worker_secret_file), WARM_WAIT_SECONDS)
+    try:
+        secret = link.read_secret(settings.worker_secret_file)
+    except ServiceError as exc:
+        raise SystemExit(f"worker service: {exc.message}") from None
+    not_dumpable()  # the secret is in this process's memory; sandboxes may share its /proc
     tracing.configure(settings)  # spans of frames whose header carries a traceparent
     transport = local_pool(settings)
     default = _wait_for(warm, WARM_WAIT_SECONDS) if warm is not None else b""
@@ -64,7 +74,11 @@ def serve(listen: str, warm: Path | None) -> int:
         if default:
             transport.preload(probe_request(default))
         server = WorkerServer(
-            (host or "0.0.0.0", int(port)), transport, settings.worker_cache_mb << 20, trusted
+            (host or "0.0.0.0", int(port)),
+            transport,
+            settings.worker_cache_mb << 20,
+            secret,
+            trusted,
         )
         print(f"worker service listening on {host or '0.0.0.0'}:{port}", flush=True)
         with server:
@@ -75,7 +89,8 @@ def serve(listen: str, warm: Path | None) -> int:
 
 
 def check(address: str, model: Path, timeout: float) -> int:
-    workers = RemoteWorkers(address, timeout)
+    settings = from_environment(WorkerSettings)
+    workers = RemoteWorkers(address, timeout, settings.worker_secret_file)
     try:
         rows, _ = workers.exchange(probe_request(model.read_bytes()))
     except (ServiceError, OSError) as exc:

@@ -7,7 +7,8 @@ fewest frames in flight (round-robin among equals), over a kept-alive connection
 replica already holds is named by sha256 instead of resent. A replica that refuses the
 connection or drops it before answering is left alone for a few seconds and the frame goes to
 another one: classifying is idempotent, so a replica killed mid-request costs that request a
-retry, not an error."""
+retry, not an error. Each new connection first proves that this side holds the service's secret
+(protocol/link.py), read from its file then, so a rotated secret needs no restart."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from protocol import (
     encode_stamped_request,
     model_sha256,
 )
+from supervisor import link
 from supervisor.metrics import REPLICA_FRAMES
 from supervisor.transport import Answer, by_sha256_then_bytes
 
@@ -43,9 +45,14 @@ class _ReplicaFailed(Exception):
 
 
 class _Connection:
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], secret: bytes) -> None:
         self.socket = socket.create_connection(address, timeout=CONNECT_SECONDS)
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            link.prove(self.socket, secret)
+        except BaseException:
+            self.close()
+            raise
         self.reader = AnswerReader()
 
     def exchange(self, frame: bytes, timeout: float) -> bytes:
@@ -80,12 +87,13 @@ class _Replica:
 class RemoteWorkers:
     sandboxed = True  # the worker service refuses to start without a working sandbox
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, secret_file: str) -> None:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"WORKER_ADDRESS must be host:port, not {address!r}")
         self.host, self.port = host, int(port)
         self.timeout = timeout
+        self.secret_file = secret_file
         self._lock = threading.Lock()
         self._replicas: dict[tuple[str, int], _Replica] = {}
         self._resolved_at = float("-inf")
@@ -180,8 +188,9 @@ class RemoteWorkers:
                 return self._send_over(replica, kept, frame, request_id)
             except _ReplicaFailed:
                 pass  # a kept connection may have gone stale: one fresh try before giving up
+        secret = link.read_secret(self.secret_file)
         try:
-            connection = _Connection(replica.address)
+            connection = _Connection(replica.address, secret)
         except OSError as exc:
             raise _ReplicaFailed(str(exc)) from None
         return self._send_over(replica, connection, frame, request_id)

@@ -6,6 +6,10 @@ A frame may name its model by sha256 alone: the service keeps the models it was 
 bounded cache and answers `model_unknown` for one it does not hold, so the client resends it
 with its bytes; a model is sent over the network once per replica, not once per request.
 
+Only a client that proves it holds the service's secret (protocol/link.py) gets to send frames:
+the port runs models, so nobody else may reach it, and a connection that has not proved itself
+within HANDSHAKE_SECONDS is closed. At most MAX_CONNECTIONS are served at once.
+
 Without a working sandbox (a Swarm node, say, where a service cannot be given the seccomp
 setting bwrap needs) the service runs only the models it was told to trust, its default model,
 and answers `sandbox_unavailable` for any other: the same rule as the frontend's own pool."""
@@ -15,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import socket
 import socketserver
+import threading
 
 from protocol import (
     FrameError,
@@ -28,11 +34,14 @@ from protocol import (
     read_request,
 )
 from protocol.lru import LRU
+from supervisor import link
 from supervisor.transport import Transport
 
 logger = logging.getLogger("mobilenet.worker-service")
 
 IDLE_SECONDS = 300.0  # a connection that sends nothing for this long is closed
+HANDSHAKE_SECONDS = 5.0
+MAX_CONNECTIONS = 128
 
 
 class ModelBytes:
@@ -63,6 +72,11 @@ class _FrameHandler(socketserver.BaseRequestHandler):
     server: WorkerServer
 
     def handle(self) -> None:
+        try:
+            if not self._authenticated():
+                return
+        except (TimeoutError, ConnectionError):
+            return
         self.request.settimeout(IDLE_SECONDS)
         while True:
             try:
@@ -79,6 +93,13 @@ class _FrameHandler(socketserver.BaseRequestHandler):
             except (TimeoutError, ConnectionError):
                 return
 
+    def _authenticated(self) -> bool:
+        self.request.settimeout(HANDSHAKE_SECONDS)
+        if link.admitted(self.request, self.server.secret):
+            return True
+        logger.warning("refused %s: no proof of the link's secret", self.client_address[0])
+        return False
+
 
 class WorkerServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
@@ -89,13 +110,29 @@ class WorkerServer(socketserver.ThreadingTCPServer):
         address: tuple[str, int],
         transport: Transport,
         model_budget_bytes: int,
+        secret: bytes,
         trusted: frozenset[str] | None = None,
     ) -> None:
-        """`trusted`: sha256 of the only models to run, or None for any (sandboxed) model."""
+        """`secret`: what clients must prove they hold; `trusted`: sha256 of the only models to
+        run, or None for any (sandboxed) model."""
         super().__init__(address, _FrameHandler)
         self.transport = transport
         self.models = ModelBytes(model_budget_bytes)
+        self.secret = secret
         self.trusted = trusted
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        if self._connections.acquire(blocking=False):
+            return True
+        logger.warning("refused a connection: %d are open already", MAX_CONNECTIONS)
+        return False
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
     def answer(self, request: Request) -> bytes:
         """The stream answer to `request`, echoing its request id."""

@@ -131,6 +131,11 @@ class WorkerSettings:
     allow_unsandboxed_models: bool = setting(
         False, "without a sandbox, accept models other than the default anyway"
     )
+    worker_secret_file: str = setting(
+        "",
+        "file holding the secret the frontend proves it knows to the worker service "
+        "(`WORKER_TRANSPORT=tcp`; compose makes one); the service refuses to start without it",
+    )
     otel_exporter_otlp_endpoint: str = setting(
         "",
         "OpenTelemetry: when set (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), each request's spans go "

@@ -174,6 +174,36 @@ def test_models_run_in_warm_workers_inside_the_sandbox(stack: Stack) -> None:
     assert "the sandbox does not work" not in logs
 
 
+STRANGER = (
+    "import socket, sys\n"
+    "sock = socket.create_connection(('worker', 9000), timeout=10)\n"
+    "greeting = sock.recv(36)\n"
+    "sock.sendall(b'MNSF' + bytes(28))\n"  # a frame's first bytes, where the proof should be
+    "print(greeting[:4].decode(), sock.recv(16).hex(), sock.recv(16).hex())\n"
+)
+
+
+def test_the_worker_port_answers_only_the_secret_holder(stack: Stack) -> None:
+    """Any container on the stack's network reaches the worker service's port: without the
+    secret (which only the frontend and the workers mount) its frames are refused and the
+    connection closed. The secret file is the services' user's alone."""
+    (frontend,) = stack.containers("frontend")
+    stranger = docker_engine.docker(
+        "exec", "--user", "nobody", frontend, "python", "-c", STRANGER,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert stranger.stdout.split() == ["MNSL", "00"], stranger.stdout + stranger.stderr
+    mode = docker_engine.docker(
+        "exec", frontend, "stat", "-c", "%a %u", "/link/secret", capture_output=True, text=True
+    )
+    assert mode.stdout.split() == ["400", "10001"], mode.stdout + mode.stderr
+    readable = docker_engine.docker(
+        "exec", "--user", "nobody", frontend, "cat", "/link/secret",
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert readable.returncode != 0 and "Permission denied" in readable.stderr
+
+
 def test_bird_model_registered_through_the_frontend(stack: Stack, bird_id: str) -> None:
     response = classify(stack.url, "parrot.jpg", bird_id)
     assert response.status_code == 200, response.text

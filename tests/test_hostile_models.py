@@ -2,23 +2,26 @@
 the worker's checks before anything of them loads. A Keras file whose configuration is in the
 old list form hid a Lambda from the layer check; a SavedModel node named as the saver's restore
 op hid the serving function's ReadFile and PrintV2 from the allowlist; a SavedModel that writes
-a variable on every call handed the previous caller's thumbnail to the next. The layer walk
-and the HDF5 checks are also run here on their own (no TensorFlow needed)."""
+a variable on every call handed the previous caller's thumbnail to the next; a TFLite model
+padded with bytes it never reads was stored as a model. The layer walk, the HDF5 checks and the
+TFLite extent are also run here on their own (no TensorFlow needed)."""
 
 from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
-from helpers import IMAGES
+from helpers import BIRD_MODEL, DEFAULT_MODEL, IMAGES
 from helpers import MALICIOUS_SECRET as SECRET
 
-from protocol import OpNotAllowed
+from protocol import InvalidModel, OpNotAllowed
+from worker.extent import check_tflite_extent, flatbuffer_end
 from worker.runtimes.keras import _configuration, check_layers
 
 LABELS = b"a\nb\nc\nd\n"
@@ -120,3 +123,42 @@ def test_the_reports_models_are_refused_over_http(
     assert error["code"] == "model_op_not_allowed"
     assert says in error["message"]
     assert SECRET not in answer.text
+
+
+def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_tflite_models_extent_is_what_it_references() -> None:
+    """The official models end in the zip of their labels that TFLite metadata appends: the
+    walk finds the flatbuffer's end exactly where that zip starts. Padding past it, or a zip
+    of more than labels, is refused."""
+    for path in (DEFAULT_MODEL, BIRD_MODEL):
+        model = path.read_bytes()
+        end = flatbuffer_end(model)
+        assert model[end : end + 4] == b"PK\x03\x04"  # the associated files' zip
+        check_tflite_extent(model)
+    model = DEFAULT_MODEL.read_bytes()
+    flatbuffer = model[: flatbuffer_end(model)]
+    check_tflite_extent(flatbuffer)
+    check_tflite_extent(flatbuffer + _zip({"labels.txt": b"a\nb\n"}))
+    for padded in (
+        model + bytes(1 << 20),
+        flatbuffer + bytes(1 << 20),
+        flatbuffer + _zip({"labels.txt": bytes(8 << 20)}),
+    ):
+        with pytest.raises(InvalidModel, match="follow the end of the TFLite model"):
+            check_tflite_extent(padded)
+
+
+def test_a_padded_tflite_model_is_refused_over_http(base_url: str, register, tmp_path) -> None:
+    padded = tmp_path / "padded.tflite"
+    padded.write_bytes(DEFAULT_MODEL.read_bytes() + bytes(5 << 20))
+    answer = register(base_url, padded, LABELS)  # refused before its labels are looked at
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "model_invalid"
+    assert "follow the end of the TFLite model" in answer.json()["error"]["message"]

@@ -3,8 +3,9 @@ in-process with fake workers (tests/helpers.py), which describe whatever input s
 declares. A model's declared input size no longer makes the frontend allocate, and the
 calibration photos' cache stays within its bytes whatever sizes are asked for, and decoding is
 budgeted per call and per client from the images' headers, and one client's model work is
-bounded by what it costs (an explanation counts 1 + grid² classifications). The attacks
-that need TensorFlow (Keras, SavedModel) are in tests/test_hostile_models.py."""
+bounded by what it costs (an explanation counts 1 + grid² classifications), and one client's
+registrations fill its share of the store, not the store. The attacks that need TensorFlow
+(Keras, SavedModel, TFLite padding) are in tests/test_hostile_models.py."""
 
 from __future__ import annotations
 
@@ -229,3 +230,32 @@ def test_one_clients_explanations_cannot_queue_everyone_behind_them(tmp_path: Pa
         release.set()
         loop.join(10)
     assert first[0].status_code == 200, first[0].json
+
+
+def test_one_client_fills_its_share_of_the_store_not_the_store(tmp_path: Path) -> None:
+    """One address filled the whole store with three registrations in 6 s and the next client
+    got 507 store_full; now the first fills its share and the next registers."""
+    app, _ = fake_app(
+        tmp_path, MODELS, REGISTRATIONS_PER_HOUR=1000, STORE_SHARE_MODELS=2,
+        STORE_MAX_MODELS=10,
+    )  # fmt: skip
+
+    def register(address: str, tag: str):
+        return app.test_client().post(
+            "/api/v1/models",
+            data={
+                "model": (io.BytesIO(fake_model(tag=tag)), "m.tflite"),
+                "labels": (io.BytesIO(LABELS), "l.txt"),
+            },
+            content_type="multipart/form-data",
+            environ_base={"REMOTE_ADDR": address},
+        )
+
+    assert [register("203.0.113.9", tag).status_code for tag in "ab"] == [201, 201]
+    refused = register("203.0.113.9", "c")
+    assert refused.status_code == 507, refused.json
+    assert refused.json["error"]["code"] == "store_share_full"
+    assert "STORE_SHARE_MODELS" in refused.json["error"]["message"]
+    assert register("198.51.100.7", "d").status_code == 201
+    listed = app.test_client().get("/api/v1/models").get_data(as_text=True)
+    assert "203.0.113.9" not in listed  # who registered is kept, never answered

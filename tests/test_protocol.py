@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import tracemalloc
 
 import msgpack
 import pytest
@@ -15,6 +17,7 @@ from protocol import (
     FrameReader,
     FrameTooLarge,
     LengthMismatch,
+    LinkUnauthenticated,
     ModelFailed,
     Normalization,
     Request,
@@ -30,9 +33,17 @@ from protocol import (
     encode_probabilities,
     encode_request,
     encode_stream_answer,
+    read_request,
 )
 from protocol.frame import MAX_HEADER_BYTES, PREAMBLE
 from protocol.header import MAX_MODEL_BYTES
+from protocol.link import (
+    CHALLENGE_BYTES,
+    challenge,
+    parse_secret,
+    proof,
+    proves,
+)
 
 normalizations = st.one_of(
     st.just(Normalization()),
@@ -119,6 +130,39 @@ def test_wrong_version() -> None:
         decode_request(frame_with_header(valid_wire(), b"m" * 3 + b"p" * 12, version=2))
 
 
+def test_memory_follows_the_bytes_that_arrive_not_the_declared_sizes() -> None:
+    """A header alone declaring 48 MB of pixels (as 40 such connections once took the worker
+    service from 48 to 1969 MB) holds about a megabyte; the buffer grows as pixels come."""
+    height = width = 4000
+    head = frame_with_header(
+        valid_wire(height=height, width=width, pixels_length=height * width * 3), b"mmm"
+    )
+    tracemalloc.start()
+    try:
+        reader = FrameReader()
+        reader.receive_data(head)
+        assert reader.next_request() is None
+        held = tracemalloc.get_traced_memory()[0]
+        assert held < 2 << 20, held
+        for _ in range(3):  # 3 MB of pixels arrive: the buffer follows, within a doubling
+            reader.receive_data(bytes(1 << 20))
+            reader.next_request()
+        assert tracemalloc.get_traced_memory()[0] < 8 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_frame_read_into_its_buffer_in_small_pieces_keeps_its_pixels() -> None:
+    pixels = bytes(range(256)) * (3 * 1024 * 6)  # 4.7 MB: the buffer doubles three times
+    frame = encode_request(
+        Request(RequestHeader(height=1024, width=1536, model_length=3), b"mmm", pixels)
+    )
+    stream = io.BytesIO(frame + frame)
+    for _ in range(2):
+        request = read_request(lambda view: stream.readinto(view[:100_000]))
+        assert request.model == b"mmm" and bytes(request.pixels) == pixels
+
+
 def test_oversized_header_and_model_are_refused_before_buffering() -> None:
     with pytest.raises(FrameTooLarge):
         decode_request(PREAMBLE.pack(b"MNSF", 1, MAX_HEADER_BYTES + 1))
@@ -190,3 +234,18 @@ def test_answers_round_trip() -> None:
     with pytest.raises(WorkerCrashed):
         decode_answer(b"Segmentation fault")
     assert struct.calcsize(">4sHI") == PREAMBLE.size == 10
+
+
+def test_the_link_proof_holds_for_its_nonce_and_secret_only() -> None:
+    secret = parse_secret(b"  a secret of the link, long enough\n")
+    nonce, sent = challenge()
+    assert len(sent) == CHALLENGE_BYTES
+    answer = proof(secret, sent)
+    assert proves(secret, nonce, answer)
+    assert not proves(b"another secret, just as long", nonce, answer)
+    other_nonce, _ = challenge()
+    assert not proves(secret, other_nonce, answer)  # a proof seen once is no use again
+    with pytest.raises(LinkUnauthenticated, match="greet"):
+        proof(secret, b"HTTP/1.1 400 Bad Request\r\n\r\n" + bytes(10))
+    with pytest.raises(ValueError, match="at least 16"):
+        parse_secret(b"short\n")

@@ -1,6 +1,7 @@
 """The worker service's protocol and its client, over real loopback sockets with fake pools
 behind each replica: frames spread over replicas, models named by sha256 once a replica holds
-them, and a replica that dies (or was never there) costs a retry elsewhere, not an error."""
+them, and a replica that dies (or was never there) costs a retry elsewhere, not an error.
+Every connection proves the link's secret first (tests/test_worker_link.py tries without it)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,22 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from protocol import InvalidModel, Request, RequestHeader, WorkerUnavailable
+from protocol import (
+    InvalidModel,
+    LinkUnauthenticated,
+    Request,
+    RequestHeader,
+    WorkerUnavailable,
+    encode_request,
+)
+from protocol import link as link_bytes
 from supervisor.remote import RemoteWorkers
 from supervisor.server import ModelBytes, WorkerServer
 from supervisor.transport import Answer
 
 MODEL = b"a model's bytes"
 SHA = hashlib.sha256(MODEL).hexdigest()
+SECRET = b"a secret of the link, long enough"
 
 
 class FakePool:
@@ -67,7 +77,7 @@ class Replica:
 
     def __init__(self, index: int, host: str = "127.0.0.1", port: int = 0) -> None:
         self.pool = FakePool(index)
-        self.server = KillableServer((host, port), self.pool, 1 << 20)
+        self.server = KillableServer((host, port), self.pool, 1 << 20, SECRET)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -93,14 +103,21 @@ def request(model: bytes = MODEL) -> Request:
 
 
 @pytest.fixture
+def secret_file(tmp_path) -> str:
+    path = tmp_path / "worker-secret"
+    path.write_bytes(SECRET + b"\n")
+    return str(path)
+
+
+@pytest.fixture
 def one() -> Iterator[Replica]:
     replica = Replica(0)
     yield replica
     replica.stop()
 
 
-def test_a_model_crosses_the_network_once_per_replica(one: Replica) -> None:
-    workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
+def test_a_model_crosses_the_network_once_per_replica(one: Replica, secret_file: str) -> None:
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", 5, secret_file)
     for _ in range(5):
         assert answer_of(workers.exchange(request())) == ([[0.0]], None)
     # The service got the bytes once, then frames that only name the model, completed by it.
@@ -109,21 +126,21 @@ def test_a_model_crosses_the_network_once_per_replica(one: Replica) -> None:
     workers.close()
 
 
-def test_model_errors_come_back_as_themselves(one: Replica) -> None:
-    workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
+def test_model_errors_come_back_as_themselves(one: Replica, secret_file: str) -> None:
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", 5, secret_file)
     with pytest.raises(InvalidModel, match="not a model"):
         workers.exchange(request(b"broken"))
     assert answer_of(workers.exchange(request())) == ([[0.0]], None)  # the connection still serves
 
 
-def test_a_replica_that_forgot_a_model_is_sent_it_again(one: Replica) -> None:
-    workers = RemoteWorkers(f"127.0.0.1:{one.port}", timeout=5)
+def test_a_replica_that_forgot_a_model_is_sent_it_again(one: Replica, secret_file: str) -> None:
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", 5, secret_file)
     workers.exchange(request())
     one.server.models = ModelBytes(1 << 20)  # as if the service had restarted
     assert answer_of(workers.exchange(request())) == ([[0.0]], None)
 
 
-def test_frames_spread_over_replicas_and_survive_one_dying(monkeypatch) -> None:
+def test_frames_spread_over_replicas_and_survive_one_dying(monkeypatch, secret_file: str) -> None:
     """Two replicas behind one name, as compose's DNS gives for a scaled service: the same
     port on two addresses."""
     first = Replica(0, "127.0.0.1")
@@ -140,7 +157,7 @@ def test_frames_spread_over_replicas_and_survive_one_dying(monkeypatch) -> None:
         ]
 
     monkeypatch.setattr(socket, "getaddrinfo", both)
-    workers = RemoteWorkers(f"worker:{first.port}", timeout=5)
+    workers = RemoteWorkers(f"worker:{first.port}", 5, secret_file)
     with ThreadPoolExecutor(max_workers=4) as pool:
         answers = list(pool.map(lambda _: workers.exchange(request())[0][0][0], range(40)))
     spread = Counter(answers)
@@ -154,3 +171,45 @@ def test_frames_spread_over_replicas_and_survive_one_dying(monkeypatch) -> None:
     replicas[0].stop()
     with pytest.raises(WorkerUnavailable):
         workers.exchange(request())
+
+
+def _receive_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_a_client_without_the_secret_runs_nothing(one: Replica) -> None:
+    """Frames sent without a proof, as anyone on the network could send them: refused and cut
+    off; the pool behind saw nothing."""
+    with socket.create_connection(("127.0.0.1", one.port), timeout=5) as sock:
+        greeting = sock.recv(link_bytes.CHALLENGE_BYTES)
+        assert greeting.startswith(link_bytes.GREETING)
+        # (no more than the proof's length: the close would reset a connection with bytes unread)
+        sock.sendall(encode_request(request())[: link_bytes.PROOF_BYTES])
+        assert _receive_all(sock) == link_bytes.REFUSED  # and then the connection is closed
+    assert one.pool.frames == []
+
+
+def test_a_proof_cannot_be_replayed(one: Replica) -> None:
+    with socket.create_connection(("127.0.0.1", one.port), timeout=5) as sock:
+        seen = link_bytes.proof(SECRET, sock.recv(link_bytes.CHALLENGE_BYTES))
+        sock.sendall(seen)
+        assert sock.recv(1) == link_bytes.ACCEPTED
+    with socket.create_connection(("127.0.0.1", one.port), timeout=5) as sock:
+        sock.recv(link_bytes.CHALLENGE_BYTES)
+        sock.sendall(seen)  # the proof of another connection's nonce
+        assert _receive_all(sock) == link_bytes.REFUSED
+
+
+def test_a_wrong_secret_gets_a_clear_error(one: Replica, tmp_path) -> None:
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_bytes(b"not the secret the service holds")
+    workers = RemoteWorkers(f"127.0.0.1:{one.port}", 5, str(wrong))
+    with pytest.raises(LinkUnauthenticated, match="WORKER_SECRET_FILE"):
+        workers.exchange(request())
+    missing = RemoteWorkers(f"127.0.0.1:{one.port}", 5, str(tmp_path / "absent"))
+    with pytest.raises(WorkerUnavailable, match="secret"):
+        missing.exchange(request())
+    assert one.pool.frames == []

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from frontend import store as store_module
-from frontend.errors import StoreFull, StoreUnavailable
-from frontend.store import PARTIAL_PREFIX, ModelStore
+from frontend.errors import StoreFull, StoreShareFull, StoreUnavailable
+from frontend.store import PARTIAL_PREFIX, ModelStore, Quota
 
 MODEL_ID = "ab" * 32
 
@@ -37,13 +37,31 @@ def test_replace_swaps_the_whole_entry(tmp_path: Path) -> None:
 
 
 def test_quotas_refuse_what_would_not_fit(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path, max_models=2, max_bytes=25)
+    store = ModelStore(tmp_path, Quota(models=2, bytes=25))
     store.add(manifest("01" * 32), b"x" * 10, b"a\n")
     with pytest.raises(StoreFull, match="STORE_MAX_BYTES"):
         store.add({**manifest("02" * 32), "bytes": 20}, b"x" * 20, b"a\n")
     store.add({**manifest("03" * 32), "bytes": 10}, b"x" * 10, b"a\n")
     with pytest.raises(StoreFull, match="STORE_MAX_MODELS"):
         store.add({**manifest("04" * 32), "bytes": 1}, b"x", b"a\n")
+
+
+def test_each_owner_holds_its_share_and_no_more(tmp_path: Path) -> None:
+    """One address once filled the whole store with three registrations in 6 s; now it fills
+    its own share, and the next client still registers."""
+    store = ModelStore(tmp_path, Quota(models=10, bytes=100), Quota(models=3, bytes=40))
+    store.add({**manifest("01" * 32), "bytes": 30}, b"x" * 30, b"a\n", owner="203.0.113.9")
+    with pytest.raises(StoreShareFull, match="STORE_SHARE_BYTES"):
+        store.add({**manifest("02" * 32), "bytes": 20}, b"x" * 20, b"a\n", owner="203.0.113.9")
+    store.add({**manifest("03" * 32), "bytes": 20}, b"x" * 20, b"a\n", owner="198.51.100.7")
+    for number in (4, 5):
+        store.add({**manifest(f"{number:02}" * 32), "bytes": 1}, b"x", b"a\n", owner="198.51.100.7")
+    with pytest.raises(StoreShareFull, match="STORE_SHARE_MODELS"):
+        store.add({**manifest("06" * 32), "bytes": 1}, b"x", b"a\n", owner="198.51.100.7")
+    assert store.get("01" * 32).owner() == "203.0.113.9"
+    assert "203.0.113.9" not in str(store.get("01" * 32).manifest)  # never answered
+    store.delete("01" * 32)  # its share is free again
+    store.add({**manifest("02" * 32), "bytes": 20}, b"x" * 20, b"a\n", owner="203.0.113.9")
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

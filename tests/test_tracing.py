@@ -5,10 +5,7 @@ frame header. Off (no endpoint set), OpenTelemetry is not even imported."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tools.server import Server, free_port
+from tools.server import Server, start_worker_service
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -115,29 +112,13 @@ def traced(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
 def traced_remote(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Server]:
     """Frontend and worker service apart, as compose runs them (WORKER_TRANSPORT=tcp): the
     trace crosses the TCP link in the frame header."""
-    port = free_port()
-    service = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "serve", "--listen", f"127.0.0.1:{port}",
-         "--warm", str(DEFAULT_MODEL)],
-        cwd=ROOT, env={**os.environ, **_otel(receiver, "workers")},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:  # until it listens
-        assert service.poll() is None and time.monotonic() < deadline, "no worker service"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            break
-        time.sleep(0.2)
-    env = {
-        **_otel(receiver, "frontend"),
-        "WORKER_TRANSPORT": "tcp",
-        "WORKER_ADDRESS": f"127.0.0.1:{port}",
-    }
-    server = start_gunicorn(tmp_path_factory.mktemp("traced-remote"), env)
+    tmp = tmp_path_factory.mktemp("traced-remote")
+    service = start_worker_service(tmp, DEFAULT_MODEL, _otel(receiver, "workers"))
+    env = {**_otel(receiver, "frontend"), **service.frontend_env}
+    server = start_gunicorn(tmp, env)
     yield server
     server.stop()
-    service.terminate()
-    service.wait(30)
+    service.stop()
 
 
 def _spans(receiver: Receiver, trace_id: str, names: set[str]) -> dict[str, dict]:

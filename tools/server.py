@@ -1,9 +1,11 @@
-"""Starting the real gunicorn server on a free loopback port, as `make run` does: shared by the
-tests and the benchmarks."""
+"""Starting the real gunicorn server on a free loopback port, as `make run` does, and the worker
+service as compose does: shared by the tests and the benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -180,3 +182,49 @@ def start_gunicorn(
         "frontend:create_app()",
     ]
     return _start(command, tmp / f"gunicorn-{port}.log", _environment(tmp, models, port, env), port)
+
+
+@dataclass
+class WorkerService:
+    """`python -m supervisor serve` and what a frontend needs to reach it."""
+
+    address: str
+    secret_file: Path
+    process: subprocess.Popen
+
+    @property
+    def frontend_env(self) -> dict[str, str]:
+        return {
+            "WORKER_TRANSPORT": "tcp",
+            "WORKER_ADDRESS": self.address,
+            "WORKER_SECRET_FILE": str(self.secret_file),
+        }
+
+    def stop(self) -> None:
+        Server("", self.process, Path()).stop()
+
+
+def start_worker_service(
+    tmp: Path, warm: Path | None, env: dict[str, str] | None = None, seconds: float = 60
+) -> WorkerService:
+    """The worker service on a free loopback port, with a secret of its own, once it listens."""
+    port = free_port()
+    secret_file = tmp / f"worker-secret-{port}"
+    secret_file.write_text(secrets.token_hex(32))
+    secret_file.chmod(0o600)
+    command = [sys.executable, "-m", "supervisor", "serve", "--listen", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(
+        [*command, *(["--warm", str(warm)] if warm else [])],
+        cwd=ROOT,
+        env={**os.environ, "WORKER_SECRET_FILE": str(secret_file), **(env or {})},
+        stdout=(tmp / f"worker-service-{port}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the worker service did not listen on port {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return WorkerService(f"127.0.0.1:{port}", secret_file, process)
+        time.sleep(0.2)

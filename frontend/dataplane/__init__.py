@@ -37,7 +37,7 @@ from frontend.explain import OcclusionMap, occlusion_map
 from frontend.images import decoded_pixels, prepare_image
 from frontend.labels import Labels
 from frontend.settings import Settings
-from frontend.store import ModelStore, StoredModel
+from frontend.store import ModelStore, Quota, StoredModel
 from protocol import Normalization, SandboxUnavailable, ServiceError, describe_request
 from protocol.lru import LRU
 from supervisor import tracing
@@ -76,7 +76,9 @@ class DataPlane:
         self.transport = transport
         self.catalog = Catalog(
             ModelStore(
-                Path(settings.model_store), settings.store_max_models, settings.store_max_bytes
+                Path(settings.model_store),
+                Quota(settings.store_max_models, settings.store_max_bytes),
+                Quota(settings.store_share_models, settings.store_share_bytes),
             )
         )
         self.admission = Admission(
@@ -160,7 +162,7 @@ class DataPlane:
         with self.admission.running(client):
             return register(
                 self.catalog, self.runner, upload, labels, name, filename,
-                self.settings.max_model_bytes,
+                self.settings.max_model_bytes, owner=client,
             )  # fmt: skip
 
     def rename(self, key: str, name: str) -> tuple[StoredModel, str]:

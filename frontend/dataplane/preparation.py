@@ -145,10 +145,12 @@ def register(
     filename: str,
     max_bytes: int,
     replace: bool = False,
+    owner: str | None = None,
 ) -> Registered:
-    """Register `upload` with these labels. `name`: the one asked for (unique), or None for one
-    made from `filename`. `replace`: store it whatever the store holds under its id, with its
-    name as given (the default model, rebuilt at start-up)."""
+    """Register `upload` with these labels for `owner` (whose share of the store it takes).
+    `name`: the one asked for (unique), or None for one made from `filename`. `replace`: store
+    it whatever the store holds under its id, with its name as given (the default model,
+    rebuilt at start-up)."""
     check_upload(upload.blob, max_bytes)
     if name is not None and not replace:
         check_name(name)
@@ -187,7 +189,7 @@ def register(
             manifest = dataclasses.replace(manifest, name=named)
         else:
             catalog.check_free(name, model_id)
-        stored, created = store.add(manifest.to_dict(), runnable, labels)
+        stored, created = store.add(manifest.to_dict(), runnable, labels, owner)
     return Registered(stored, created)
 
 

@@ -31,7 +31,7 @@ def transport_for(settings: WorkerSettings, kind: str, address: str) -> Transpor
     if kind == "process":
         return ProcessTransport(launch_settings(settings))
     if kind == "tcp":
-        return RemoteWorkers(address, settings.worker_timeout)
+        return RemoteWorkers(address, settings.worker_timeout, settings.worker_secret_file)
     raise ValueError(f"WORKER_TRANSPORT must be 'pool', 'process' or 'tcp', not {kind!r}")
 
 

@@ -12,6 +12,7 @@ from protocol import InputShapeMismatch, InvalidModel, Normalization
 from protocol.formats import RUNTIMES, detect_format
 from worker.allowlist import check_tflite
 from worker.cost import check_tflite_cost
+from worker.extent import check_tflite_extent
 
 
 class LoadedModel(Protocol):
@@ -68,6 +69,7 @@ def load_model(
     if model_format == "tflite":
         from worker.runtimes.tflite import TfliteModel
 
+        check_tflite_extent(model)
         if check_ops:
             check_tflite(model)
         check_tflite_cost(model)
