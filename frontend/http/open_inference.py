@@ -15,6 +15,7 @@ import binascii
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,9 +132,15 @@ def _numeric(values: list[Any], datatype: str, where: str) -> np.ndarray:
 
 
 def _tensor(
-    entry: Any, index: int, binary: memoryview, offset: int, accepted: dict[str, set[str]]
+    entry: Any,
+    index: int,
+    binary: memoryview,
+    offset: int,
+    accepted: dict[str, set[str]],
+    count_images: Callable[[int], None],
 ) -> tuple[Tensor, int]:
-    """The input at `index` and the offset of the next input's binary data."""
+    """The input at `index` and the offset of the next input's binary data. A BYTES input's
+    elements (images) are counted from its shape before any is read."""
     where = f"inputs[{index}]"
     if not isinstance(entry, dict):
         raise InvalidField(f"{where} must be an object with name, shape, datatype and data")
@@ -150,6 +157,8 @@ def _tensor(
         )
     shape = _shape(entry, where)
     count = math.prod(shape)
+    if datatype == "BYTES":
+        count_images(count)
     parameters = entry.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidField(f"{where}: 'parameters' must be an object")
@@ -205,11 +214,15 @@ def parse_json(data: bytes | memoryview, max_bytes: int, what: str) -> Any:
 
 
 def parse_infer_request(
-    body: bytes, header_length: str | None, accepted: dict[str, set[str]], max_json: int
+    body: bytes,
+    header_length: str | None,
+    accepted: dict[str, set[str]],
+    max_json: int,
+    count_images: Callable[[int], None],
 ) -> InferRequest:
     """An infer request's inputs; `accepted` names each input the model takes and its datatypes.
     `header_length` is the Inference-Header-Content-Length header (None: all JSON); the JSON
-    part is at most `max_json` bytes."""
+    part is at most `max_json` bytes; `count_images` refuses too many images."""
     if header_length is None:
         length = len(body)
     else:
@@ -230,7 +243,7 @@ def parse_infer_request(
     entries = _field(header, "inputs", list, "the request")
     binary, offset, inputs = memoryview(body)[length:], 0, {}
     for index, entry in enumerate(entries):
-        tensor, offset = _tensor(entry, index, binary, offset, accepted)
+        tensor, offset = _tensor(entry, index, binary, offset, accepted, count_images)
         if tensor.name in inputs:
             raise InvalidField(f"inputs[{index}]: {tensor.name!r} is given twice")
         inputs[tensor.name] = tensor

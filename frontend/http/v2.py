@@ -287,6 +287,7 @@ def infer(name: str, version: str | None = None) -> Response:
         request.headers.get("Inference-Header-Content-Length"),
         accepted,
         plane().settings.max_json_bytes,
+        plane().admission.count,
     )
     requested = _requested(parsed)
     top_k = _top_k(parsed.parameters)
