@@ -115,6 +115,13 @@ class AdminDisabled(BadRequest):
     status = 403
 
 
+class HostNotAllowed(BadRequest):
+    """A browser reached the service by a name not in ALLOWED_HOSTS (DNS rebinding)."""
+
+    code = "host_not_allowed"
+    status = 421
+
+
 class CrossOrigin(BadRequest):
     """A state-changing request from another site's page (its Origin is not ours)."""
 

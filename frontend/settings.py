@@ -72,6 +72,11 @@ class Settings(WorkerSettings):
         "service",
     )
     worker_address: str = setting("127.0.0.1:9000", "`host:port` of the worker service (`tcp`)")
+    allowed_hosts: str = setting(
+        "",
+        "names (comma-separated; `*`: any) browsers may reach the service by, besides IP "
+        "addresses, `localhost` and this machine's own names; others get 421 (DNS rebinding)",
+    )
     uploads_per_client: int = setting(
         2, "uploaded or registered models one client address may have running at once (429)"
     )

@@ -259,3 +259,26 @@ def test_one_client_fills_its_share_of_the_store_not_the_store(tmp_path: Path) -
     assert register("198.51.100.7", "d").status_code == 201
     listed = app.test_client().get("/api/v1/models").get_data(as_text=True)
     assert "203.0.113.9" not in listed  # who registered is kept, never answered
+
+
+def test_a_browser_under_another_sites_name_is_refused(tmp_path: Path) -> None:
+    """DNS rebinding: the attacker's name now resolves to this service, so its page's Origin
+    and the Host header agree and the cross-site check passed. A browser's request under a
+    name the service does not have is refused; addresses, localhost, ALLOWED_HOSTS and
+    clients that are not browsers pass."""
+    app, _ = fake_app(tmp_path, MODELS, ALLOWED_HOSTS="classify.example.org")
+    client = app.test_client()
+    rebound = {"Host": "attacker.example:8080", "Origin": "http://attacker.example:8080"}
+    for method in (client.get, client.delete):
+        answer = method("/api/v1/models", headers={**rebound, "Sec-Fetch-Site": "same-origin"})
+        assert answer.status_code == 421, answer.json
+        assert answer.json["error"]["code"] == "host_not_allowed"
+        assert "ALLOWED_HOSTS" in answer.json["error"]["message"]
+    assert (
+        client.get("/", headers={"Host": "attacker.example", "Sec-Fetch-Site": "none"}).status_code
+        == 421
+    )
+    for host in ("127.0.0.1:8080", "[::1]:8080", "localhost:8080", "classify.example.org"):
+        answer = client.get("/api/v1/models", headers={"Host": host, "Sec-Fetch-Site": "none"})
+        assert answer.status_code == 200, (host, answer.json)
+    assert client.get("/api/v1/models", headers={"Host": "attacker.example"}).status_code == 200

@@ -1,17 +1,22 @@
 """What every request and every response get: bodies bounded by MAX_CONTENT_LENGTH (chunked
 ones too), a refusal of POST/DELETE requests sent by another site's page (a cross-site form
 post would otherwise register a model with the visitor's network position; clients that send no
-Origin, such as curl, the CLI and other servers, are not browsers and pass), and browser
-security headers on every answer."""
+Origin, such as curl, the CLI and other servers, are not browsers and pass), a refusal of
+browsers that reach the service under a name it does not have (DNS rebinding: an attacker's
+page whose name now resolves to this service would otherwise be same-origin with it), and
+browser security headers on every answer."""
 
 from __future__ import annotations
 
+import functools
 import io
+import ipaddress
+import socket
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from frontend.errors import CrossOrigin, PayloadTooLarge
+from frontend.errors import CrossOrigin, HostNotAllowed, PayloadTooLarge
 
 HEADERS = {
     # The page loads its own script and stylesheet only; previews are blob: URLs.
@@ -38,6 +43,26 @@ def _cross_site() -> bool:
     return origin == "null" or urlsplit(origin).netloc != request.host
 
 
+@functools.cache
+def _own_names(allowed: str) -> frozenset[str]:
+    """The names this service is reached by: localhost, this machine's names, ALLOWED_HOSTS."""
+    names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(names | {n.strip().lower() for n in allowed.split(",") if n.strip()})
+
+
+def _unknown_host(allowed: str) -> str | None:
+    """The host name a browser used, when it is not an address and not one of ours."""
+    if "Sec-Fetch-Site" not in request.headers and "Origin" not in request.headers:
+        return None  # not a browser: no page of another site can be behind it
+    name = urlsplit(f"//{request.host}").hostname or ""
+    try:
+        ipaddress.ip_address(name)
+        return None  # an address is not a name anyone can point elsewhere
+    except ValueError:
+        pass
+    return None if "*" in _own_names(allowed) or name in _own_names(allowed) else name
+
+
 def _buffer_chunked_body(limit: int) -> None:
     """A chunked body has no Content-Length for MAX_CONTENT_LENGTH to check: read it here, up to
     one byte past the limit, so that a body over it is a 413 and not silently cut."""
@@ -58,6 +83,15 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def check_body_size() -> None:
         _buffer_chunked_body(app.config["MAX_CONTENT_LENGTH"])
+
+    @app.before_request
+    def refuse_unknown_hosts() -> None:
+        name = _unknown_host(app.config["SETTINGS"].allowed_hosts)
+        if name is not None:
+            raise HostNotAllowed(
+                f"this service is not reached by the name {name!r:.100} (a page of another "
+                "site may have pointed it here); add it to ALLOWED_HOSTS"
+            )
 
     @app.before_request
     def refuse_cross_site_writes() -> None:
