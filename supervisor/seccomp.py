@@ -7,7 +7,7 @@ A denylist, not an allowlist: TensorFlow, LiteRT, numpy and Python use hundreds 
 that differ between versions, and one missing from an allowlist would crash a worker in ways
 no test predicts. New namespaces (a nested user namespace above all) are denied here, with
 clone's flags checked: bwrap's own --disable-userns writes /proc/sys, which a container keeps
-read-only."""
+read-only. Sockets are limited to the address families a worker may use (SOCKET_FAMILIES)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,20 @@ NAMESPACE_FLAGS = (
     0x40000000,  # CLONE_NEWNET
 )
 
+# socket(2) and socketpair(2) for these address families only. The network namespace
+# isolates IP; AF_VSOCK reaches the hypervisor's host whatever the namespace, and the rarer
+# families (AF_ALG, AF_PACKET, AF_RDS, AF_TIPC, ...) are where socket exploits live.
+SOCKET_FAMILIES = (
+    1,  # AF_UNIX
+    2,  # AF_INET
+    10,  # AF_INET6
+    16,  # AF_NETLINK (glibc asks it for the interfaces' addresses)
+)
+FAMILY_LIMIT = 64  # AF_MAX is 46 today: every family from here up is denied at once
+
 SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_CMP_EQ = 4
+SCMP_CMP_GE = 5
 SCMP_CMP_MASKED_EQ = 7
 
 
@@ -101,6 +114,17 @@ def program() -> bytes:
             test = _ArgumentTest(0, SCMP_CMP_MASKED_EQ, flag, flag)
             if lib.seccomp_rule_add_array(context, _errno_action(errno.EPERM), clone, 1, test) != 0:
                 raise SeccompUnavailable("seccomp_rule_add(clone with a namespace flag) failed")
+        for call in (b"socket", b"socketpair"):  # the family is the first argument
+            number = lib.seccomp_syscall_resolve_name(call)
+            tests = [
+                _ArgumentTest(0, SCMP_CMP_EQ, family, 0)
+                for family in range(FAMILY_LIMIT)
+                if family not in SOCKET_FAMILIES
+            ]
+            tests.append(_ArgumentTest(0, SCMP_CMP_GE, FAMILY_LIMIT, 0))  # fmt: skip
+            for test in tests:
+                if lib.seccomp_rule_add_array(context, _errno_action(errno.EPERM), number, 1, test):
+                    raise SeccompUnavailable(f"seccomp_rule_add({call.decode()} family) failed")
         read_end, write_end = os.pipe()
         try:
             if lib.seccomp_export_bpf(context, write_end) != 0:

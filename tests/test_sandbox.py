@@ -35,6 +35,14 @@ libc = ctypes.CDLL(None, use_errno=True)
 # a nested user namespace (CLONE_NEWUSER), and personality(2), which the filter denies
 found["unshare_user"] = libc.unshare(0x10000000) == 0 or os.strerror(ctypes.get_errno())
 found["personality"] = libc.personality(0xFFFFFFFF) >= 0 or os.strerror(ctypes.get_errno())
+# AF_VSOCK (40) is not isolated by the network namespace; AF_ALG (38), a crypto interface
+for family, name in ((40, "vsock"), (38, "alg")):
+    try:
+        socket.socket(family, socket.SOCK_STREAM if family == 40 else socket.SOCK_SEQPACKET).close()
+        found[name] = "created"
+    except OSError as exc:
+        found[name] = exc.strerror
+found["unix_pair"] = len(socket.socketpair()) == 2
 if len(sys.argv) > 3:  # inside only: the same write outside would succeed and litter
     try:
         with open(os.path.join(sys.prefix, "written-by-sandbox"), "w") as handle:
@@ -84,6 +92,10 @@ def test_inside_the_sandbox(bwrap: str, tmp_path: Path, monkeypatch) -> None:
     assert json.loads(outside.stdout)["personality"] is True  # allowed outside
     assert found["unshare_user"] == "Operation not permitted"
     assert found["personality"] == "Operation not permitted"
+    assert found["vsock"] == found["alg"] == "Operation not permitted"
+    for family in ("vsock", "alg"):  # outside: created, or not in this kernel; never EPERM
+        assert json.loads(outside.stdout)[family] != "Operation not permitted"
+    assert found["unix_pair"] is True
     assert found["network"] != "connected"
     assert found["write_python"] == "OSError"  # read-only file system
     assert found["tmp"] == []
