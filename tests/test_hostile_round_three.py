@@ -282,3 +282,53 @@ def test_a_browser_under_another_sites_name_is_refused(tmp_path: Path) -> None:
         answer = client.get("/api/v1/models", headers={"Host": host, "Sec-Fetch-Site": "none"})
         assert answer.status_code == 200, (host, answer.json)
     assert client.get("/api/v1/models", headers={"Host": "attacker.example"}).status_code == 200
+
+
+def test_one_clients_heavy_uploads_cannot_put_another_behind_both(tmp_path: Path) -> None:
+    """Two heavy uploads of one client (its cap is 2; the upload lane has one worker) once left
+    a victim behind both, with 503s. Turns at the lane go to whoever waited without one first:
+    the victim's model runs right after the frame in flight, before the client's second."""
+    app, held = _holding_app(tmp_path, REGISTRATIONS_PER_HOUR=1000, UPLOAD_POOL_SIZE=1)
+    plane = app.extensions["mobilenet"]
+
+    def register(address: str, tag: str) -> str:
+        answer = app.test_client().post(
+            "/api/v1/models",
+            data={"model": (io.BytesIO(fake_model(tag=tag)), "m.tflite"),
+                  "labels": (io.BytesIO(LABELS), "l.txt")},
+            content_type="multipart/form-data",
+            environ_base={"REMOTE_ADDR": address},
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.json
+        return answer.json["id"]
+
+    heavy, victims = register("10.0.0.1", "heavy"), register("10.0.0.2", "victim's")
+    done: list[str] = []
+
+    def classify(address: str, model_id: str) -> None:
+        answer = app.test_client().post(
+            f"/api/v1/models/{model_id}/classify",
+            data={"image": (io.BytesIO(_png()), "p.png")},
+            content_type="multipart/form-data",
+            environ_base={"REMOTE_ADDR": address},
+        )
+        assert answer.status_code == 200, answer.json
+        done.append(address)
+
+    held.holding = True
+    first = threading.Thread(target=classify, args=("10.0.0.1", heavy))
+    first.start()
+    assert held.entered.wait(10)
+    held.holding = False
+    others = [threading.Thread(target=classify, args=args)
+              for args in (("10.0.0.1", heavy), ("10.0.0.2", victims))]  # fmt: skip
+    for thread in others:
+        thread.start()
+        deadline = time.monotonic() + 10
+        while len(plane.admission.upload_turns._waiting) < others.index(thread) + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    held.release.set()
+    for thread in (first, *others):
+        thread.join(10)
+    assert done == ["10.0.0.1", "10.0.0.2", "10.0.0.1"]

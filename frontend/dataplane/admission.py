@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from frontend.dataplane.fairness import FairTurns
 from frontend.errors import (
     StoreUnavailable,
     TooManyDecodedPixels,
@@ -70,6 +71,7 @@ class Admission:
         registration_log: Path,
         decode_budgets: tuple[int, int] = (256_000_000, 256_000_000),
         work_per_client: int = 256,
+        upload_turns: FairTurns | None = None,
     ):
         self.registrations_per_hour = registrations_per_hour
         self.uploads_per_client = uploads_per_client
@@ -81,6 +83,7 @@ class Admission:
         self._lock = threading.Lock()
         self._registrations = RegistrationLog(registration_log)
         self._running: Counter[str] = Counter()  # models other than the default, by client
+        self.upload_turns = upload_turns or FairTurns(1_000_000, 3600.0)
 
     def registration(self, client: str) -> None:
         """At most REGISTRATIONS_PER_HOUR registration requests per client address and hour,
@@ -105,7 +108,8 @@ class Admission:
     @contextmanager
     def running(self, client: str) -> Iterator[None]:
         """At most UPLOADS_PER_CLIENT models other than the default run for one client at once
-        (in this gunicorn process): one client cannot queue up the upload workers for all."""
+        (in this gunicorn process): one client cannot queue up the upload workers for all; and
+        they take their turns at the upload lane fairly among clients (fairness.py)."""
         with self._lock:
             if self._running[client] >= self.uploads_per_client:
                 raise TooManyUploads(
@@ -114,7 +118,8 @@ class Admission:
                 )
             self._running[client] += 1
         try:
-            yield
+            with self.upload_turns.turn(client):
+                yield
         finally:
             with self._lock:
                 self._running[client] -= 1
