@@ -82,6 +82,27 @@ def is_model_id(name: str) -> bool:
 UNLIMITED = Quota(1_000_000, 1 << 62)
 
 
+def _within(
+    quota: Quota,
+    held: list[StoredModel],
+    adding: int,
+    error: type[StoreFull],
+    what: str,
+    prefix: str,
+) -> None:
+    """Refuse one more model of `adding` bytes past `quota` (named by its settings' `prefix`)."""
+    used = sum(m.manifest.get("bytes", 0) for m in held)
+    if len(held) + 1 > quota.models:
+        raise error(
+            f"{what} holds {len(held)} models, its limit ({prefix}_MODELS); delete one first"
+        )
+    if used + adding > quota.bytes:
+        raise error(
+            f"{what} holds {used} bytes of models; {adding} more would pass its limit of "
+            f"{quota.bytes} ({prefix}_BYTES)"
+        )
+
+
 class ModelStore:
     def __init__(self, root: Path, quota: Quota = UNLIMITED, share: Quota = UNLIMITED) -> None:
         """`quota`: what the store holds at most; `share`: what it holds for one owner."""
@@ -142,31 +163,10 @@ class ModelStore:
 
     def _check_quota(self, adding: int, owner: str | None) -> None:
         stored = self.list()
-        used = sum(m.manifest.get("bytes", 0) for m in stored)
-        if len(stored) + 1 > self.quota.models:
-            raise StoreFull(
-                f"the model store holds {len(stored)} models, its limit (STORE_MAX_MODELS); "
-                "delete one first"
-            )
-        if used + adding > self.quota.bytes:
-            raise StoreFull(
-                f"the model store holds {used} bytes of models; {adding} more would pass its "
-                f"limit of {self.quota.bytes} (STORE_MAX_BYTES)"
-            )
-        if owner is None:
-            return
-        own = [m for m in stored if m.owner() == owner]
-        own_bytes = sum(m.manifest.get("bytes", 0) for m in own)
-        if len(own) + 1 > self.share.models:
-            raise StoreShareFull(
-                f"this client's {len(own)} models are its share of the store "
-                "(STORE_SHARE_MODELS); delete one first"
-            )
-        if own_bytes + adding > self.share.bytes:
-            raise StoreShareFull(
-                f"this client's models take {own_bytes} bytes of the store; {adding} more would "
-                f"pass its share of {self.share.bytes} (STORE_SHARE_BYTES)"
-            )
+        _within(self.quota, stored, adding, StoreFull, "the model store", "STORE_MAX")
+        if owner is not None:
+            own = [m for m in stored if m.owner() == owner]
+            _within(self.share, own, adding, StoreShareFull, "this client's share", "STORE_SHARE")
 
     def _write_partial(
         self, manifest: dict[str, Any], model: bytes, labels: bytes, owner: str | None = None
