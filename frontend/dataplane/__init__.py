@@ -27,7 +27,7 @@ import numpy as np
 from frontend.answers import Classification, Result, top_predictions
 from frontend.dataplane.admission import Admission
 from frontend.dataplane.catalog import DEFAULT_ALIAS, Catalog
-from frontend.dataplane.fairness import FairTurns
+from frontend.dataplane.fairness import upload_turns
 from frontend.dataplane.manifest import registration_id
 from frontend.dataplane.models import ModelSource, uploaded_model
 from frontend.dataplane.preparation import Registered, check_upload, prepare, register
@@ -89,7 +89,7 @@ class DataPlane:
             Path(settings.model_store) / REGISTRATION_LOG,
             (settings.decode_pixels_per_call, settings.decode_pixels_per_client),
             settings.work_per_client,
-            FairTurns(settings.upload_pool_size, 2 * settings.upload_timeout),
+            upload_turns(settings),
         )
         self.runner = Runner(
             transport, ThreadPoolExecutor(pool_size(settings), thread_name_prefix="image-runs")

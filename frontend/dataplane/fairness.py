@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from frontend.settings import Settings
 from protocol import Overloaded
 
 
@@ -55,3 +56,11 @@ class FairTurns:
             with self._changed:
                 self._running -= 1
                 self._changed.notify_all()
+
+
+def upload_turns(settings: Settings) -> FairTurns:
+    """Turns for the upload lane's workers; a frame carries up to BATCH_MAX_SIZE calls' images,
+    so that many calls share one worker at once."""
+    return FairTurns(
+        settings.upload_pool_size * settings.batch_max_size, 2 * settings.upload_timeout
+    )
