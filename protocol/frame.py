@@ -197,7 +197,7 @@ class FrameReader:
         if self._unread:
             raise RuntimeError("buffer() while bytes given to receive_data are waiting")
         if self._in_pixels():
-            self._reserve_pixels(self._pixels_filled + 1)
+            _reserve(self._pixels, self._pixels_filled + 1, self._header.pixels_length)
             return memoryview(self._pixels)[self._pixels_filled :]
         self._scratch = bytearray(min(self._needed(), SCRATCH_BYTES))
         return memoryview(self._scratch)
@@ -260,22 +260,13 @@ class FrameReader:
             elif self._pixels_filled < header.pixels_length:
                 start = self._pixels_filled
                 take = min(header.pixels_length - start, len(data) - used)
-                self._reserve_pixels(start + take)
+                _reserve(self._pixels, start + take, header.pixels_length)
                 self._pixels[start : start + take] = data[used : used + take]
                 self._pixels_filled += take
                 used += take
             else:
                 break  # the frame is complete; the rest belongs to the next one
         return used
-
-    def _reserve_pixels(self, count: int) -> None:
-        """Room for at least `count` pixel bytes (never past the declared length): doubling
-        keeps the copies made by growing under one more pass over the pixels."""
-        have = len(self._pixels)
-        if have < count:
-            header = self._header
-            assert header is not None
-            self._pixels += bytes(min(header.pixels_length, max(count, 2 * have)) - have)
 
     def _read_header(self) -> None:
         head = self._head
@@ -295,6 +286,14 @@ class FrameReader:
         header = parse_header(bytes(head[PREAMBLE.size :]))
         self._pixels = bytearray(min(header.pixels_length, PIXELS_FIRST_BYTES))
         self._header = header
+
+
+def _reserve(pixels: bytearray, count: int, limit: int) -> None:
+    """Room in `pixels` for at least `count` bytes, never past `limit`: doubling keeps the
+    copies made by growing under one more pass over the pixels."""
+    have = len(pixels)
+    if have < count:
+        pixels += bytes(min(limit, max(count, 2 * have)) - have)
 
 
 def decode_request(data: bytes) -> Request:

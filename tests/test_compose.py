@@ -36,6 +36,16 @@ def test_compose_config_is_valid() -> None:
     assert {s["image"] for s in services.values()} == {"mobilenet-service:latest"}
 
 
+def compose_env(service: str, tmp: Path) -> dict[str, str]:
+    """The compose file's environment for `service`, its secret file made under `tmp`."""
+    secret = tmp / "worker-link-secret"
+    if not secret.exists():
+        secret.write_text("a secret both sides of this test read")
+    env = dict(COMPOSE["services"][service]["environment"])
+    assert env["WORKER_SECRET_FILE"] == "/link/secret"
+    return {**env, "WORKER_SECRET_FILE": str(secret), "MODEL_DIR": str(MODELS)}
+
+
 def worker_command(port: int) -> list[str]:
     """The compose file's worker command, with this machine's interpreter and models."""
     command = COMPOSE["services"]["worker"]["command"]
@@ -48,15 +58,14 @@ def worker_command(port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    worker = subprocess.Popen(worker_command(port), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    port, tmp = free_port(), tmp_path_factory.mktemp("tcp")
+    worker = subprocess.Popen(
+        worker_command(port), cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **compose_env("worker", tmp)},
+    )  # fmt: skip
     assert "listening" in worker.stdout.readline()  # after the warm-up
-    frontend_env = dict(COMPOSE["services"]["frontend"]["environment"])
-    frontend_env.update(
-        WORKER_ADDRESS=f"127.0.0.1:{port}",
-        MODEL_DIR=str(MODELS),
-    )
-    server = start_gunicorn(tmp_path_factory.mktemp("tcp"), frontend_env)
+    frontend_env = {**compose_env("frontend", tmp), "WORKER_ADDRESS": f"127.0.0.1:{port}"}
+    server = start_gunicorn(tmp, frontend_env)
     yield server
     server.stop()
     worker.terminate()
@@ -114,12 +123,12 @@ def test_without_a_sandbox_the_service_runs_only_its_default_model(tmp_path: Pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "BWRAP_PATH": str(tmp_path / "no-such-bwrap"), "POOL_SIZE": "1"},
-    )
+        env={**os.environ, **compose_env("worker", tmp_path),
+             "BWRAP_PATH": str(tmp_path / "no-such-bwrap"), "POOL_SIZE": "1"},
+    )  # fmt: skip
     try:
         assert "listening" in worker.stdout.readline()
-        env = {**COMPOSE["services"]["frontend"]["environment"], "MODEL_DIR": str(MODELS)}
-        env["WORKER_ADDRESS"] = f"127.0.0.1:{port}"
+        env = {**compose_env("frontend", tmp_path), "WORKER_ADDRESS": f"127.0.0.1:{port}"}
         server = start_gunicorn(tmp_path, env)
         try:
             cat = requests.post(

@@ -279,7 +279,7 @@ def test_bad_input_is_a_clear_error(client: triton.InferenceServerClient) -> Non
         (b"not json", {}, "not JSON"),
         (b'{"inputs": 3}', {}, "'inputs' must be list"),
         (
-            *_binary_request({"name": "image", "datatype": "BYTES", "shape": [10**9]}, b"abcd"),
+            *_binary_request({"name": "image", "datatype": "BYTES", "shape": [2]}, b"abcd"),
             "an element says 1684234849 bytes but 0 are left",
         ),
         (
