@@ -1,4 +1,4 @@
-"""A bounded soak (SOAK_SECONDS, default 20): concurrency 8 against the real server, a quarter of
+"""A bounded soak (SOAK_SECONDS, default 12): concurrency 8 against the real server, a quarter of
 the requests bad in assorted ways. Good requests always get the right answer (never a 5xx), bad
 ones always a 4xx JSON error, and the resident memory of the server and its workers stays flat."""
 
@@ -19,7 +19,7 @@ from PIL import Image
 
 from tools.server import tree_rss_mib, wait_until_idle
 
-SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
+SECONDS = float(os.environ.get("SOAK_SECONDS", "12"))
 CONCURRENCY = 8
 
 
