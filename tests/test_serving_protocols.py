@@ -222,7 +222,12 @@ def test_compressed_bodies_are_read(client: FlaskClient, encoding: str) -> None:
     [
         ({"Content-Encoding": "gzip"}, b"not gzip at all", 400, "not valid gzip"),
         ({"Content-Encoding": "br"}, b"{}", 400, "gzip, deflate or identity"),
-        ({"Content-Encoding": "gzip"}, gzip.compress(b" " * 5_000_000, mtime=0), 413, "inflates to over"),
+        (
+            {"Content-Encoding": "gzip"},
+            gzip.compress(b" " * 5_000_000, mtime=0),
+            413,
+            "inflates to over",
+        ),
         ({"Content-Encoding": "gzip"}, gzip.compress(b"{}", mtime=0)[:-12], 400, "ends before"),
     ],
 )
