@@ -17,6 +17,10 @@ each in warm workers of its own.
 - **Quarantine.** A model that crashes its worker, hangs it past `timeout` or makes it write
   answers that are not its frame's is not retried: ModelCrashed, and it is refused at once for
   `quarantine_seconds`.
+- **Refusals remembered.** A model the worker's checks refused (an operation outside the
+  allowlist, a cost past the static check) is refused the same way whenever it is sent again
+  with the same tensor names, without a worker: each refusal otherwise costs a fresh worker,
+  and a client resending one hostile file would make the lane import its runtime every time.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from dataclasses import dataclass
 from protocol import (
     AnswerMismatch,
     ModelCrashed,
+    ModelTooCostly,
+    OpNotAllowed,
     Overloaded,
     Request,
     ServiceError,
@@ -38,6 +44,7 @@ from protocol import (
     WorkerUnavailable,
 )
 from protocol.formats import RUNTIME_OF, RUNTIMES, detect_format
+from protocol.lru import LRU
 from supervisor import tracing
 from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on, take_failed_idle
 from supervisor.memory import MemoryMeasure, tree_memory
@@ -86,6 +93,7 @@ class ModelLane:
         self._spares_starting: Counter[str] = Counter()
         self._memory: dict[Worker, int] = {}  # bytes, as last measured
         self._quarantine = Quarantine(settings.quarantine_seconds, settings.timeout)
+        self._refusals: LRU[tuple[str, str | None, str | None], ServiceError] = LRU(4096)
         self.restarts = 0  # workers that died, reaped
         self.closed = False
 
@@ -93,6 +101,10 @@ class ModelLane:
 
     def exchange(self, request: Request, sha256: str) -> Answer:
         self._quarantine.check(sha256)
+        refusal = (sha256, request.header.input_tensor, request.header.output_tensor)
+        refused = self._refusals.get(refusal)
+        if refused is not None:
+            raise type(refused)(refused.message)
         with tracing.span("queue", request.header.trace_parent, lane=NAME):
             self._take_slot()
         try:
@@ -103,6 +115,9 @@ class ModelLane:
                 return run_on(worker, request, sha256, self.settings.timeout)
             except (WorkerCrashed, WorkerTimeout) as exc:
                 raise self._quarantine.add(sha256, exc) from None
+            except (OpNotAllowed, ModelTooCostly) as exc:  # the bytes decide: so will they again
+                self._refusals.put(refusal, exc)
+                raise
             finally:
                 self._release(worker, loaded)
         finally:

@@ -18,6 +18,7 @@ from protocol import (
     InvalidModel,
     ModelCrashed,
     ModelUnknown,
+    OpNotAllowed,
     Overloaded,
     Request,
     RequestHeader,
@@ -297,6 +298,21 @@ def test_model_errors_are_not_quarantined(pools) -> None:
     for _ in range(2):
         with pytest.raises(InvalidModel):
             pool.exchange(request(UPLOAD))
+
+
+def test_a_refused_model_sent_again_is_refused_without_a_worker(pools) -> None:
+    """The allowlist's refusal depends on the bytes (and the tensors asked for) alone: the same
+    model again costs no fresh worker, where each refusal once cost a runtime's import."""
+    pool = pools()
+    behave(lambda worker, req: (_ for _ in ()).throw(OpNotAllowed("uses ReadFile")))
+    with pytest.raises(OpNotAllowed, match="ReadFile"):
+        pool.exchange(request(UPLOAD))
+    given = sum(len(w.frames) for w in FakeWorker.started)
+    with pytest.raises(OpNotAllowed, match="ReadFile"):
+        pool.exchange(request(UPLOAD))
+    assert sum(len(w.frames) for w in FakeWorker.started) == given  # no worker saw it again
+    behave(lambda worker, req: None)
+    assert pool.exchange(request(OTHER))  # other bytes still run
 
 
 def test_each_uploaded_model_stays_warm_in_a_worker_of_its_own(pools) -> None:
