@@ -129,12 +129,17 @@ class Server:
     log: Path
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _environment(tmp: Path, models: Path, port: int, env: dict[str, str] | None) -> dict[str, str]:
@@ -201,7 +206,7 @@ class WorkerService:
         }
 
     def stop(self) -> None:
-        Server("", self.process, Path()).stop()
+        stop_process(self.process)
 
 
 def start_worker_service(

@@ -25,7 +25,6 @@ ASSOCIATED_FILES_BYTES = 4 * 1024 * 1024  # labels and the like, in the metadata
 # the flatbuffer, as models over 2 GB keep their buffers).
 Schema = dict[int, str | tuple]
 INTS = ("vector", 4)
-VALUES: Schema = {0: INTS}  # Int32Vector, Uint16Vector, Uint8Vector (widest items assumed)
 DIMENSION: Schema = {3: "union", 5: "union"}
 SPARSITY: Schema = {0: INTS, 1: INTS, 2: ("tables", DIMENSION)}
 QUANTIZATION: Schema = {0: INTS, 1: INTS, 2: INTS, 3: ("vector", 8), 5: "union"}
@@ -140,9 +139,7 @@ def _associated_files(model: bytes, end: int) -> bool:
             members = archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError):
         return False
-    if not members or min(m.header_offset for m in members) > end + SLACK_BYTES:
-        return False
-    if min(m.header_offset for m in members) < end - SLACK_BYTES:
+    if not members or abs(min(m.header_offset for m in members) - end) > SLACK_BYTES:
         return False
     stored = sum(m.compress_size for m in members)
     return stored <= ASSOCIATED_FILES_BYTES and len(model) - end <= stored + SLACK_BYTES + 65_536

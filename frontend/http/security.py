@@ -60,7 +60,8 @@ def _unknown_host(allowed: str) -> str | None:
         return None  # an address is not a name anyone can point elsewhere
     except ValueError:
         pass
-    return None if "*" in _own_names(allowed) or name in _own_names(allowed) else name
+    names = _own_names(allowed)
+    return None if "*" in names or name in names else name
 
 
 def _buffer_chunked_body(limit: int) -> None:
