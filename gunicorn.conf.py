@@ -36,6 +36,9 @@ keepalive = settings.gunicorn_keepalive
 # Behind our nginx (python -m frontend) nginx writes the access log and gunicorn's is off:
 # gunicorn's would cost CPU on every request.
 accesslog = None if settings.access_log in ("", "off") else settings.access_log
+# No `gunicornc` control socket: it would let any process of this user change the worker count
+# or stop the server, and every instance on a machine would claim the same path in $HOME.
+control_socket_disable = True
 
 
 def _plane(worker):

@@ -22,6 +22,7 @@ from flask import Flask
 
 from frontend import create_app
 from protocol import Request
+from supervisor.settings import WorkerSettings
 from supervisor.transport import Answer
 from tools.paths import (  # noqa: F401  (the tests import them from here)
     BIRD_LABELS,
@@ -68,10 +69,17 @@ def expected_rows(model: str) -> list[Expected]:
         ]
 
 
+# A TensorFlow spare costs about 4 s of CPU to start and most test servers never use one; the
+# tests of spares ask for them.
+TEST_SERVER_ENV = {"UPLOAD_SPARES": "0"}
+DEFAULTS = {"UPLOAD_SPARES": str(WorkerSettings().upload_spares)}  # as `make run` serves
+
+
 def start_gunicorn(
     tmp: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None
 ) -> Server:
-    return start_server(tmp, MODELS, env, wrapper)
+    """The real server, without the upload lane's spare workers unless `env` asks for them."""
+    return start_server(tmp, MODELS, {**TEST_SERVER_ENV, **(env or {})}, wrapper)
 
 
 MALICIOUS_SECRET = "TOP-SECRET-8d1f3c"  # planted where the malicious corpus's readers look

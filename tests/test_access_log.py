@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import requests
-from helpers import IMAGES, MODELS
+from helpers import IMAGES, MODELS, TEST_SERVER_ENV
 
 from tools.server import start_frontend
 
@@ -42,10 +42,11 @@ def test_each_request_is_logged_once_by_nginx(tmp_path: Path) -> None:
     ready = [line for line in log.splitlines() if line.startswith("ready: ")]
     assert len(ready) == 1 and re.fullmatch(r"ready: http://127\.0\.0\.1:\d+/", ready[0])
     assert log.count('"GET /readyz') == 0
+    assert "Control socket" not in log  # gunicornc's, turned off in gunicorn.conf.py
     for noise in ("oneDNN", "cuda", "absl", "cpu_feature_guard", "TensorFlow binary"):
         assert noise not in log, noise
 
 
 def test_access_log_off(tmp_path: Path) -> None:
-    log = classify_and_read_log(tmp_path, {"ACCESS_LOG": "off"})
+    log = classify_and_read_log(tmp_path, {"ACCESS_LOG": "off", **TEST_SERVER_ENV})
     assert LINE not in log

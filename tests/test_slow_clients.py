@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
-from helpers import IMAGES, MODELS, start_gunicorn
+from helpers import IMAGES, MODELS, TEST_SERVER_ENV, start_gunicorn
 from tritonclient.utils import InferenceServerException
 
 from frontend.proxy import UPSTREAM_IDLE_SECONDS
@@ -72,7 +72,9 @@ def normal_answers(url: str, count: int, timeout: float) -> list[int | str]:
 def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server as `make run` starts it, with a body limit a test can pass."""
     server = start_frontend(
-        tmp_path_factory.mktemp("frontend"), MODELS, {"MAX_CONTENT_LENGTH": str(BODY_LIMIT)}
+        tmp_path_factory.mktemp("frontend"),
+        MODELS,
+        {"MAX_CONTENT_LENGTH": str(BODY_LIMIT), **TEST_SERVER_ENV},
     )
     yield server
     server.stop()

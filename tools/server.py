@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -127,14 +128,15 @@ class Server:
     url: str
     process: subprocess.Popen
     log: Path
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, self.stop_signal)
 
 
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM, and SIGKILL if it has not ended within 30 s."""
-    process.terminate()
+def stop_process(process: subprocess.Popen, stop_signal: int = signal.SIGTERM) -> None:
+    """`stop_signal`, and SIGKILL if it has not ended within 30 s."""
+    process.send_signal(stop_signal)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -153,11 +155,17 @@ def _environment(tmp: Path, models: Path, port: int, env: dict[str, str] | None)
     }
 
 
-def _start(command: list[str], log: Path, env: dict[str, str], port: int) -> Server:
+def _start(
+    command: list[str],
+    log: Path,
+    env: dict[str, str],
+    port: int,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> Server:
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = Server(f"http://127.0.0.1:{port}", process, log, stop_signal)
     wait_until_up(server.url + "/healthz", process)
     return server
 
@@ -186,7 +194,10 @@ def start_gunicorn(
         str(ROOT / "gunicorn.conf.py"),
         "frontend:create_app()",
     ]
-    return _start(command, tmp / f"gunicorn-{port}.log", _environment(tmp, models, port, env), port)
+    # Stopped by gunicorn's quick shutdown: its graceful one keeps each kept-alive connection
+    # open for up to 2 s (STOP_KEEPALIVE_LINGER) and has a test of its own (tests/test_faults.py).
+    log = tmp / f"gunicorn-{port}.log"
+    return _start(command, log, _environment(tmp, models, port, env), port, signal.SIGQUIT)
 
 
 @dataclass
