@@ -60,9 +60,14 @@ run: venv models run-debs
 lint: dev-venv
 	$(BIN)/ruff check .
 
+# The tests' processes (pytest-xdist), each taking whole modules, so that a module's server is
+# started once. Run alone, the suite keeps the two cores only 62 % busy: it waits on servers,
+# timeouts and subprocesses, and a second process fills that time.
+TEST_PROCESSES ?= 2
+
 test: dev-venv models debs lint
 	docker-compose -f docker-compose.yml config --quiet
-	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest -m "not compose"
+	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest -m "not compose" -n $(TEST_PROCESSES) --dist loadfile
 
 # `docker compose up` for real: starts dockerd when no engine answers, makes the base image when
 # it cannot be pulled, builds the image, runs the stack and takes it down again (-v).

@@ -5,19 +5,17 @@ tests/helpers.py."""
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import making
 import pytest
 import requests
 from helpers import (
-    FROZEN_MODEL,
+    DEFAULTS,
     IMAGES,
     MALICIOUS_SECRET,
     ROOT,
@@ -73,28 +71,12 @@ def docker_engine_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         daemon.wait(60)
 
 
-# Models the tests make, each in a process of its own (the scripts import TensorFlow, which the
-# tests' process never does): the fixture that needs one, and the script and arguments.
-MADE = {
-    "retrained": ("retrain_keras.py", ()),
-    "variants": ("make_variants.py", (str(FROZEN_MODEL),)),
-    "kserve_venv": ("make_kserve_venv.py", ()),  # not a model: kserve's clients, apart
-}
-_making: dict[str, tuple[subprocess.Popen, Path]] = {}
+def pytest_configure(config: pytest.Config) -> None:
+    making.configure(config)
 
 
-def _make(fixture: str) -> tuple[subprocess.Popen, Path]:
-    script, args = MADE[fixture]
-    out = Path(tempfile.mkdtemp(prefix=f"mobilenet-{fixture}-"))
-    with (out.parent / f"{out.name}.log").open("wb") as log:  # not a pipe: it never fills
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / script), *args, str(out / "models")],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.nice(10),  # in the cores' idle time, behind the tests
-        )
-    return process, out
+def pytest_unconfigure(config: pytest.Config) -> None:
+    making.unconfigure(config)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -103,7 +85,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     waiting = {
         item.module.__name__
         for item in items
-        if isinstance(item, pytest.Function) and MADE.keys() & set(item.fixturenames)
+        if isinstance(item, pytest.Function) and making.MADE.keys() & set(item.fixturenames)
     }
     items.sort(
         key=lambda item: isinstance(item, pytest.Function) and item.module.__name__ in waiting
@@ -114,51 +96,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Start making the models the selected tests need as soon as they are known: they are
     made while the first tests run, not when the first test that needs them starts."""
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    for fixture in MADE.keys() & wanted:
-        _making[fixture] = _make(fixture)
-
-
-def made(fixture: str) -> Path:
-    """The folder of the models `fixture` names, once they are made."""
-    process, out = _making.get(fixture) or _making.setdefault(fixture, _make(fixture))
-    process.wait(timeout=900)
-    log = (out.parent / f"{out.name}.log").read_text(errors="replace")
-    assert process.returncode == 0, log[-3000:]
-    return out / "models"
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    for process, out in _making.values():
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        shutil.rmtree(out, ignore_errors=True)
-        (out.parent / f"{out.name}.log").unlink(missing_ok=True)
+    for fixture in making.MADE.keys() & wanted:
+        making.start(fixture)
 
 
 @pytest.fixture(scope="session")
 def retrained() -> Path:
     """A small MobileNet retrained with Keras and exported every way users do
     (tests/retrain_keras.py), made once."""
-    return made("retrained")
+    return making.made("retrained")
 
 
 @pytest.fixture(scope="session")
 def variants() -> Path:
     """The retrained-graph shapes users bring, made of the frozen ImageNet graph
     (tests/make_variants.py), made once."""
-    return made("variants")
+    return making.made("variants")
 
 
 @pytest.fixture(scope="session")
 def kserve_venv() -> Path:
     """A virtualenv with kserve's clients (tests/make_kserve_venv.py), made once."""
-    return made("kserve_venv")
+    return making.made("kserve_venv")
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = start_gunicorn(tmp_path_factory.mktemp("server"))
+    started = start_gunicorn(tmp_path_factory.mktemp("server"), DEFAULTS)
     yield started
     started.stop()
 
