@@ -40,7 +40,9 @@ def wait_until_up(
             if accept_status:
                 return
             time.sleep(0.2)
-        except (urllib.error.URLError, ConnectionError):
+        # TimeoutError: gunicorn listens before its process has loaded the app, which on a
+        # fresh checkout compiles every module it imports first.
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
