@@ -131,18 +131,24 @@ class Server:
     process: subprocess.Popen
     log: Path
     stop_signal: signal.Signals = signal.SIGTERM
+    stop_seconds: float = 30.0
 
     def stop(self) -> None:
-        stop_process(self.process, self.stop_signal)
+        stop_process(self.process, self.stop_signal, self.stop_seconds)
 
 
-def stop_process(process: subprocess.Popen, stop_signal: int = signal.SIGTERM) -> None:
-    """`stop_signal`, and SIGKILL if it has not ended within 30 s."""
+def stop_process(
+    process: subprocess.Popen, stop_signal: int = signal.SIGTERM, seconds: float = 30.0
+) -> None:
+    """`stop_signal`; SIGKILL to it and every process under it if it has not ended within
+    `seconds`."""
     process.send_signal(stop_signal)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        process.kill()
+        for pid in process_tree(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait()
 
 
@@ -157,17 +163,20 @@ def _environment(tmp: Path, models: Path, port: int, env: dict[str, str] | None)
     }
 
 
+QUICK_STOP_SECONDS = 5.0
+
+
 def _start(
     command: list[str],
     log: Path,
     env: dict[str, str],
     port: int,
-    stop_signal: signal.Signals = signal.SIGTERM,
+    stop: tuple[signal.Signals, float] = (signal.SIGTERM, 30.0),
 ) -> Server:
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
-    server = Server(f"http://127.0.0.1:{port}", process, log, stop_signal)
+    server = Server(f"http://127.0.0.1:{port}", process, log, *stop)
     wait_until_up(server.url + "/healthz", process)
     return server
 
@@ -198,8 +207,11 @@ def start_gunicorn(
     ]
     # Stopped by gunicorn's quick shutdown: its graceful one keeps each kept-alive connection
     # open for up to 2 s (STOP_KEEPALIVE_LINGER) and has a test of its own (tests/test_faults.py).
+    # A quick shutdown now and then never ends (gunicorn's process does not log that it exits):
+    # after 5 s every process of the server is killed.
     log = tmp / f"gunicorn-{port}.log"
-    return _start(command, log, _environment(tmp, models, port, env), port, signal.SIGQUIT)
+    env = _environment(tmp, models, port, env)
+    return _start(command, log, env, port, (signal.SIGQUIT, QUICK_STOP_SECONDS))
 
 
 @dataclass
