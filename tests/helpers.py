@@ -70,8 +70,10 @@ def expected_rows(model: str) -> list[Expected]:
 
 
 # A TensorFlow spare costs about 4 s of CPU to start and most test servers never use one; the
-# tests of spares ask for them.
-TEST_SERVER_ENV = {"UPLOAD_SPARES": "0"}
+# tests of spares ask for them. Without a spare, a model's first frame waits for its worker to
+# import the runtime, which under the tests' load has taken over the default 30 s upload
+# timeout: the tests of that timeout set their own.
+TEST_SERVER_ENV = {"UPLOAD_SPARES": "0", "UPLOAD_TIMEOUT": "120"}
 DEFAULTS = {"UPLOAD_SPARES": str(WorkerSettings().upload_spares)}  # as `make run` serves
 
 
