@@ -15,10 +15,10 @@ import making
 import pytest
 import requests
 from helpers import (
-    DEFAULTS,
     IMAGES,
     MALICIOUS_SECRET,
     ROOT,
+    SPARES,
     Server,
     start_gunicorn,
 )
@@ -122,7 +122,7 @@ def kserve_venv() -> Path:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = start_gunicorn(tmp_path_factory.mktemp("server"), DEFAULTS)
+    started = start_gunicorn(tmp_path_factory.mktemp("server"), SPARES)
     yield started
     started.stop()
 

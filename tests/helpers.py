@@ -74,7 +74,8 @@ def expected_rows(model: str) -> list[Expected]:
 # import the runtime, which under the tests' load has taken over the default 30 s upload
 # timeout: the tests of that timeout set their own.
 TEST_SERVER_ENV = {"UPLOAD_SPARES": "0", "UPLOAD_TIMEOUT": "120"}
-DEFAULTS = {"UPLOAD_SPARES": str(WorkerSettings().upload_spares)}  # as `make run` serves
+# The upload lane's spares as `make run` starts them (the upload timeout stays the tests' own).
+SPARES = {"UPLOAD_SPARES": str(WorkerSettings().upload_spares)}
 
 
 def start_gunicorn(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import DEFAULTS, IMAGES, Server, start_gunicorn
+from helpers import IMAGES, SPARES, Server, start_gunicorn
 
 CAT = (IMAGES / "cat.jpg").read_bytes()
 LABELS = b"a\nb\nc\nd\n"
@@ -80,7 +80,7 @@ def server_for_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         "POOL_SIZE": "1",
         "UPLOAD_POOL_SIZE": "1",
         "WEB_CONCURRENCY": "1",
-        **DEFAULTS,  # a spare: the 8 s are the frame's, not its worker's start
+        **SPARES,  # a spare: the 8 s are the frame's, not its worker's start
     }
     server = start_gunicorn(tmp_path_factory.mktemp("uploads"), env)
     yield server
@@ -90,7 +90,7 @@ def server_for_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 @pytest.fixture(scope="module")
 def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The default settings: allowlist on."""
-    server = start_gunicorn(tmp_path_factory.mktemp("guarded"), {"UPLOAD_TIMEOUT": "8", **DEFAULTS})
+    server = start_gunicorn(tmp_path_factory.mktemp("guarded"), {"UPLOAD_TIMEOUT": "8", **SPARES})
     yield server
     server.stop()
 

@@ -16,10 +16,10 @@ import requests
 from helpers import (
     BIRD_LABELS,
     BIRD_MODEL,
-    DEFAULTS,
     FROZEN_MODEL,
     IMAGENET_LABELS,
     IMAGES,
+    SPARES,
     Server,
     start_gunicorn,
 )
@@ -30,7 +30,7 @@ CLASSES = ("reddish", "greenish", "bluish")  # tests/retrain_keras.py
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = start_gunicorn(tmp_path_factory.mktemp("warm"), DEFAULTS)  # spares on
+    started = start_gunicorn(tmp_path_factory.mktemp("warm"), SPARES)  # spares on
     yield started
     started.stop()
 
