@@ -4,7 +4,7 @@ switches), preemptions and migrations between cores per request (bench/proc_coun
 alternating rounds, with the raw model's single-image time beside them.
 
     .venv/bin/python -m bench.cpu_split [--requests 2000] [--concurrency 16] [--rounds 3]
-        [--env K=V ...] [--variant K=V ...] [--only service|peer]
+        [--image 224px|12MP] [--env K=V ...] [--variant K=V ...] [--only service|peer]
 
 `--variant` adds a second service, with these settings on top of `--env`'s, to the rounds.
 """
@@ -85,12 +85,13 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="K=V for the service")
     parser.add_argument("--variant", action="append", default=[], help="K=V for a 2nd service")
     parser.add_argument("--only", choices=("service", "peer"))
+    parser.add_argument("--image", choices=("224px", "12MP"), default="224px")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     variant = dict(item.split("=", 1) for item in args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        image = make_images(folder)["224px"]
+        image = make_images(folder)[args.image]
         single = raw_throughput(DEFAULT_MODEL, prepare_image(image.read_bytes(), (224, 224)), 1, 3)
         print(json.dumps({"model_ms": round(single["p50_ms"], 3)}))
         body = multipart_body(folder, {}, image)

@@ -10,10 +10,11 @@ scan pass), at most LARGE_DECODES large images decoded at once per process, and 
 large decode handed back to the system afterwards. The memory prepared images take is known
 before any is decoded, from the model's input size (check_pixels): the callers check it.
 
-The common upload, an upright colour JPEG near the model's size, is decoded by libjpeg-turbo
-straight into RGB (simplejpeg): the same library, IDCT and upsampling as Pillow's decoder, so the
-same pixels, without Pillow's RGBX image and the copy that packs it (about a third less CPU
-per 224 px request: docs/performance.md). Pillow decodes everything else."""
+An upright colour JPEG, the common upload, is decoded by libjpeg-turbo straight into RGB
+(simplejpeg), at the reduced scale Pillow's draft mode would choose: the same library, scale,
+IDCT and upsampling as Pillow's decoder, so the same pixels, without Pillow's RGBX image and the
+copy that packs it (about a third less CPU per 224 px request, and less per photo:
+docs/performance.md). Pillow decodes everything else."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ MAX_JPEG_SCANS = 64  # progressive JPEGs have about ten
 # 22 at 128 and 192 px; at 2x, 21 of 22 at 128 px; at 3x, all 22 at every size. At 224 px a
 # 12 MP photo decodes at 1/4 scale with 2x or 3x alike (1/8 at 1x).
 DRAFT_MARGIN = 3
-LARGE_PIXELS = 4_000_000  # decoding more than this counts against LARGE_DECODES
+# A decode that produces more than this many pixels counts against LARGE_DECODES and hands its
+# memory back afterwards; a 12 MP photo decoded at 1/4 scale produces 0.75 MP and does neither
+# (handing memory back costs the next decodes their page faults: 3 to 4 ms per photo).
+LARGE_PIXELS = 4_000_000
 _large_decodes = threading.BoundedSemaphore(2)
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
 # Freed image memory kept for the next image (Pillow allocates and frees an image's blocks per
@@ -112,11 +116,18 @@ def _check_scans(image: Image.Image, data: bytes) -> None:
         )
 
 
-def _draft_reduces(image: Image.Image, size: tuple[int, int], profile: Profile = DEFAULT) -> bool:
-    """Whether Pillow's draft mode (JpegImagePlugin.draft) would decode at 1/2 or less."""
+def draft_scale(
+    image_size: tuple[int, int], size: tuple[int, int], profile: Profile = DEFAULT
+) -> int:
+    """The denominator (1, 2, 4 or 8) of the scale a JPEG of `image_size` = (width, height) is
+    decoded at for `size` = (height, width): as Pillow's draft mode (JpegImagePlugin.draft)
+    chooses it, leaving at least DRAFT_MARGIN times `size`."""
+    if not profile.draft:
+        return 1
+    image_width, image_height = image_size
     height, width = size
-    reduction = min(image.width // (DRAFT_MARGIN * width), image.height // (DRAFT_MARGIN * height))
-    return profile.draft and reduction >= 2
+    ratio = min(image_width // (DRAFT_MARGIN * width), image_height // (DRAFT_MARGIN * height))
+    return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)
 
 
 def decoded_pixels(
@@ -137,34 +148,45 @@ def decoded_pixels(
                 image_width, image_height = image.size
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
         return 0
-    pixels = image_width * image_height
-    if pixels > max_pixels:
+    if image_width * image_height > max_pixels:
         return 0
-    height, width = size
-    ratio = min(image_width // (DRAFT_MARGIN * width), image_height // (DRAFT_MARGIN * height))
-    if jpeg and profile.draft and ratio >= 2:
-        scale = min(8, 1 << (ratio.bit_length() - 1))  # libjpeg's 1/2, 1/4 or 1/8
-        pixels //= scale * scale
-    return pixels
+    return _output_pixels((image_width, image_height), jpeg, size, profile)
+
+
+def _output_pixels(
+    image_size: tuple[int, int], jpeg: bool, size: tuple[int, int], profile: Profile
+) -> int:
+    """The pixels an image of `image_size` = (width, height) decodes to for `size`."""
+    scale = draft_scale(image_size, size, profile) if jpeg else 1
+    image_width, image_height = image_size
+    return -(-image_width // scale) * -(-image_height // scale)
 
 
 def _decode_plain_jpeg(
     image: Image.Image, data: bytes, size: tuple[int, int], profile: Profile = DEFAULT
 ) -> np.ndarray | None:
-    """RGB pixels of a colour JPEG with no EXIF rotation that draft mode would not reduce, from
-    simplejpeg (with the fast integer DCT when the profile's tool decodes so); None for any
-    other JPEG, or one libjpeg-turbo finds a fault in, which Pillow then decodes or names as
+    """RGB pixels of a colour JPEG with no EXIF rotation, from simplejpeg at the scale draft
+    mode would choose (with the fast integer DCT when the profile's tool decodes so); None for
+    any other JPEG, or one libjpeg-turbo finds a fault in, which Pillow then decodes or names as
     before."""
-    if image.mode != "RGB" or _draft_reduces(image, size, profile):
-        return None
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+    if image.mode != "RGB" or image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         return None
     try:
         # Only what Pillow's header reading saw and the limits were checked against is decoded.
         height, width, _, _ = simplejpeg.decode_jpeg_header(data)
         if (width, height) != image.size:
             return None
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=profile.fast_dct)
+        # libjpeg-turbo scales by n/8 for any n: the smallest output at least 1/scale of the
+        # photo, and no larger, is exactly 1/scale, the only scale Pillow's draft mode uses.
+        scale = draft_scale(image.size, size, profile)
+        return simplejpeg.decode_jpeg(
+            data,
+            colorspace="RGB",
+            fastdct=profile.fast_dct,
+            min_height=-(-height // scale),
+            min_width=-(-width // scale),
+            min_factor=scale,
+        )
     except ValueError:
         return None
 
@@ -207,7 +229,7 @@ def prepare_image(
         jpeg = image.format == "JPEG"
         if jpeg:
             _check_scans(image, data)
-        with _decode_budget(pixels):
+        with _decode_budget(_output_pixels(image.size, jpeg, size, profile)):
             decoded = _decode_plain_jpeg(image, data, size, profile) if jpeg else None
             prepared = profile.resize(
                 decoded if decoded is not None else _decode_with_pillow(image, size, profile),

@@ -30,26 +30,73 @@ def test_real_photo_becomes_rgb_uint8_at_model_size() -> None:
     assert 40 < pixels.mean() < 220
 
 
-@pytest.mark.parametrize("size", [(224, 224), (128, 128), (299, 299), (160, 192)])
-def test_plain_jpegs_decode_to_the_same_pixels_as_pillow_alone(size, monkeypatch) -> None:
-    photos = sorted(IMAGES.glob("*.jpg"))
-    fast = [prepare_image(photo.read_bytes(), size) for photo in photos]
-    exact_size = encode(Image.open(IMAGES / "cat.jpg").resize(size[::-1]), "JPEG", quality=90)
-    fast.append(prepare_image(exact_size, size))
-    monkeypatch.setattr(frontend.images, "_decode_plain_jpeg", lambda *_: None)
-    pillow = [prepare_image(photo.read_bytes(), size) for photo in photos]
-    pillow.append(prepare_image(exact_size, size))
-    assert len(photos) >= 9
-    for photo, a, b in zip([*photos, "exact size"], fast, pillow, strict=True):
-        assert np.array_equal(a, b), photo
+# Photos large enough for draft mode to decode at 1/2, 1/4 and 1/8 for a 128 px model (at
+# 224 px, 1/8 needs over 25 MP), sides odd so that the scaled sizes round up.
+LARGE_SIDES = [(1345, 1347), (2689, 2017), (4001, 3001), (4097, 3073)]
 
 
-def test_plain_jpeg_path_is_taken_only_when_draft_would_not_reduce() -> None:
+@pytest.fixture(scope="module")
+def large_jpegs() -> list[bytes]:
     photo = Image.open(IMAGES / "grace_hopper.jpg")
-    small = Image.open(io.BytesIO(encode(photo.resize((640, 480)), "JPEG")))
-    large = Image.open(io.BytesIO(encode(photo.resize((2400, 1800)), "JPEG")))
-    assert frontend.images._decode_plain_jpeg(small, small.fp.getvalue(), SIZE) is not None
-    assert frontend.images._decode_plain_jpeg(large, large.fp.getvalue(), SIZE) is None
+    return [encode(photo.resize(sides), "JPEG", quality=90) for sides in LARGE_SIDES]
+
+
+@pytest.mark.parametrize("size", [(224, 224), (128, 128), (299, 299), (160, 192)])
+def test_plain_jpegs_decode_to_the_same_pixels_as_pillow_alone(
+    size, large_jpegs, monkeypatch
+) -> None:
+    photos = [photo.read_bytes() for photo in sorted(IMAGES.glob("*.jpg"))]
+    exact_size = encode(Image.open(IMAGES / "cat.jpg").resize(size[::-1]), "JPEG", quality=90)
+    images = [*photos, exact_size, *large_jpegs]
+    fast = [prepare_image(image, size) for image in images]
+    monkeypatch.setattr(frontend.images, "_decode_plain_jpeg", lambda *_: None)
+    pillow = [prepare_image(image, size) for image in images]
+    assert len(photos) >= 9
+    for number, (a, b) in enumerate(zip(fast, pillow, strict=True)):
+        assert np.array_equal(a, b), number
+
+
+def test_plain_jpeg_path_decodes_at_the_scale_pillow_draft_mode_chooses(large_jpegs) -> None:
+    scales = []
+    for data in large_jpegs:
+        image = Image.open(io.BytesIO(data))
+        width = image.width
+        fast = frontend.images._decode_plain_jpeg(image, data, (128, 128))
+        image.draft("RGB", (3 * 128, 3 * 128))
+        assert fast.shape == (image.height, image.width, 3)
+        scales.append(round(width / image.width))
+    assert scales == [2, 4, 4, 8]
+
+
+def test_plain_jpeg_path_is_not_taken_for_rotated_or_grey_jpegs() -> None:
+    photo = Image.open(IMAGES / "grace_hopper.jpg").resize((640, 480))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for data in (encode(photo, "JPEG", exif=exif), encode(photo.convert("L"), "JPEG")):
+        assert frontend.images._decode_plain_jpeg(Image.open(io.BytesIO(data)), data, SIZE) is None
+
+
+class CountingBudget:
+    def __init__(self) -> None:
+        self.entered = 0
+
+    def __enter__(self) -> None:
+        self.entered += 1
+
+    def __exit__(self, *_) -> None:
+        pass
+
+
+def test_only_decodes_that_produce_many_pixels_count_as_large(large_jpegs, monkeypatch) -> None:
+    """A 12 MP JPEG drafted to 0.75 MP neither waits for LARGE_DECODES nor hands memory back
+    (which costs the next decodes their page faults); a 5 MP PNG does both."""
+    budget, trims = CountingBudget(), []
+    monkeypatch.setattr(frontend.images, "_large_decodes", budget)
+    monkeypatch.setattr(frontend.images.Image.core, "clear_cache", lambda: trims.append(1))
+    prepare_image(large_jpegs[2], SIZE)
+    assert (budget.entered, trims) == (0, [])
+    prepare_image(encode(Image.new("RGB", (2500, 2000), (9, 99, 199)), "PNG"), SIZE)
+    assert (budget.entered, trims) == (1, [1])
 
 
 def test_a_jpeg_whose_two_frame_headers_disagree_is_refused_not_decoded_big() -> None:
