@@ -1,12 +1,12 @@
 """The buffering reverse proxy in front of gunicorn: nginx, configured here.
 
 gunicorn's threaded workers read a request in the thread that serves it, so a client that sends
-its headers or body slowly holds a thread for as long as it likes: eight such connections (the
-thread count) starve every other client. nginx reads requests in its event loop, thousands of
-connections at once, with deadlines (`client_header_timeout`, `client_body_timeout`), and hands
-gunicorn only complete requests, over loopback, fast. It also enforces the body limit for
-chunked bodies, whose size no header announces. Its own refusals are JSON, as every error of
-the service is."""
+its headers or body slowly holds a thread for as long as it likes: as many such connections as
+threads (GUNICORN_THREADS) starve every other client. nginx reads requests in its event loop,
+thousands of connections at once, with deadlines (`client_header_timeout`,
+`client_body_timeout`), and hands gunicorn only complete requests, over loopback, fast. It also
+enforces the body limit for chunked bodies, whose size no header announces. Its own refusals
+are JSON, as every error of the service is."""
 
 from __future__ import annotations
 

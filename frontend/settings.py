@@ -125,7 +125,9 @@ class Settings(WorkerSettings):
     admin_token: str = setting("", "bearer token for registering, renaming and deleting models")
     api_token: str = setting("", "bearer token for classifying and reading the registry")
     gunicorn_threads: int = setting(
-        8, "threads per gunicorn process (requests mostly wait on workers)"
+        16,
+        "threads per gunicorn process: requests mostly wait on workers, and the more of them "
+        "wait, the more share a frame",
     )
     batch_scheduling: bool = setting(
         True,

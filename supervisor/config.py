@@ -81,7 +81,7 @@ def pool_size(settings: WorkerSettings) -> int:
 
 
 def local_pool(settings: WorkerSettings) -> Transport:
-    """Warm workers on this machine, with dynamic batching in front when it is on."""
+    """Warm workers on this machine, with shared frames in front (supervisor/batching.py)."""
     pool = WorkerPool(
         PoolSettings(
             size=pool_size(settings),
@@ -96,6 +96,11 @@ def local_pool(settings: WorkerSettings) -> Transport:
             quarantine_seconds=settings.quarantine_seconds,
         )
     )
-    if settings.batch_max_size > 1:
-        return Batcher(pool, settings.batch_max_size, settings.batch_wait_ms / 1000)
+    if settings.batch_max_size > 1 or settings.default_model_batch_size > 1:
+        return Batcher(
+            pool,
+            settings.batch_max_size,
+            settings.batch_wait_ms / 1000,
+            settings.default_model_batch_size,
+        )
     return pool

@@ -8,6 +8,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 from protocol import Request
@@ -17,6 +18,16 @@ from supervisor.metrics import CACHE_HIT, CACHE_MISS, WORKER_RESTARTS
 from supervisor.transport import Answer, by_sha256_then_bytes
 
 logger = logging.getLogger("gunicorn.error")
+
+
+@dataclass(frozen=True)
+class LaneLimits:
+    """What a model's lane allows, as the Batcher (supervisor/batching.py) needs it."""
+
+    default: bool  # the trusted lane: the service's default model
+    places: int  # frames of the model running at once
+    queue_limit: int  # requests waiting for a worker; more get Overloaded at once
+    timeout: float  # the longest a request waits for a worker
 
 
 class Worker(Protocol):

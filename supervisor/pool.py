@@ -37,6 +37,7 @@ from protocol import (
 )
 from supervisor import tracing
 from supervisor.lanes import (
+    LaneLimits,
     Spawner,
     Worker,
     WorkerClass,
@@ -245,12 +246,9 @@ class WorkerPool:
 
     def exchange(self, request: Request, batchable: bool = False) -> Answer:
         sha256 = model_sha256(request)
-        if sha256 in self._trusted_models:
-            return self._exchange_trusted(request, sha256)
-        self._start_watcher()
-        return self._uploads.exchange(request, sha256)
-
-    def _exchange_trusted(self, request: Request, sha256: str) -> Answer:
+        if sha256 not in self._trusted_models:
+            self._start_watcher()
+            return self._uploads.exchange(request, sha256)
         for attempt in (1, 2):
             with tracing.span("queue", request.header.trace_parent, lane="default"):
                 worker = self._acquire()
@@ -266,6 +264,14 @@ class WorkerPool:
     def trust(self, sha256: str) -> None:
         with self._changed:
             self._trusted_models.add(sha256)
+
+    def lane(self, sha256: str) -> LaneLimits:
+        settings = self.settings
+        if sha256 in self._trusted_models:
+            return LaneLimits(True, settings.size, settings.queue_limit, settings.timeout)
+        return LaneLimits(
+            False, settings.upload_size, settings.queue_limit, settings.upload_timeout
+        )
 
     def preload(self, request: Request) -> None:
         """Trust the model of `request` (the service's default) and run it on every worker of

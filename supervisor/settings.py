@@ -102,13 +102,20 @@ class WorkerSettings:
     worker_cache_mb: int = setting(
         1024, "memory budget for loaded models in each warm worker (LRU)"
     )
+    default_model_batch_size: int = setting(
+        8,
+        "single-image requests for the default model that wait while its workers are busy go "
+        "to the next free one together, up to this many per frame (1: each alone; "
+        "docs/performance.md)",
+    )
     batch_max_size: int = setting(
         1,
-        "dynamic batching: most images per frame for models that take any batch size "
-        "(docs/performance.md)",
+        "dynamic batching: most images per frame for uploaded models that take any batch size",
         shown="`1` (off)",
     )
-    batch_wait_ms: float = setting(2.0, "how long the first request of a batch waits for others")
+    batch_wait_ms: float = setting(
+        2.0, "how long the first request of a dynamic batch waits for others"
+    )
     worker_timeout: float = setting(
         60.0,
         "wall-clock seconds per frame of the default model (and longest wait for a free "
