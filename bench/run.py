@@ -8,12 +8,13 @@ and a 12 MP JPEG (a real photo upscaled), their rounds interleaved. Then, on the
 the CPU each process spends per request at c16, with its wake-ups and preemptions
 (bench/cpu_split.py), and the registered frozen GraphDef. Beside it, in the same run: the raw
 in-process throughput of the same models (one runtime per core, image prepared once), the
-default model made batchable at batch 1, 4 and 8 (bench/batching_raw.py), dynamic batching of
-the GraphDef, the spawn-a-worker-per-request baseline, memory over a long run, and one client
-alternating among four registered models of four formats (bench/own_models.py). What each
-server spends outside the model is also measured directly, with a model that costs nothing
-(bench/overhead.py). Prints a table of ratios, writes bench/results/latest.json and
-bench/results/latest.png, each naming the CPU and how long the model takes on it.
+default model made batchable at batch 1, 4 and 8 (bench/batching_raw.py), the default model's
+shared frames on and off (bench/shared_frames.py), dynamic batching of the GraphDef, the
+spawn-a-worker-per-request baseline, memory over a long run, and one client alternating among
+four registered models of four formats (bench/own_models.py). What each server spends outside
+the model is also measured directly, with a model that costs nothing (bench/overhead.py).
+Prints a table of ratios, writes bench/results/latest.json and bench/results/latest.png, each
+naming the CPU and how long the model takes on it.
 
     .venv/bin/python -m bench.run [--quick] [--peers]
 """
@@ -36,6 +37,7 @@ from bench.overhead import measure_overhead, print_overhead
 from bench.own_models import measure_own_models, print_own_models
 from bench.peers import start_peer
 from bench.raw import raw_throughput
+from bench.rounds import CONCURRENCIES, requests_for, side_by_side, sweep
 from bench.setup import (
     DEFAULT_MODEL,
     FROZEN_MODEL,
@@ -44,18 +46,16 @@ from bench.setup import (
     RESULTS,
     make_images,
 )
+from bench.shared_frames import measure_shared_frames, print_shared_frames
 from client.multipart import encode_multipart
 from frontend.images import prepare_image
 from tools.server import (
     Server,
-    cpu_between,
     start_frontend,
     start_gunicorn,
-    tree_cpu_seconds,
     wait_until_idle,
 )
 
-CONCURRENCIES = (1, 4, 16)
 # The registered GraphDef runs in the upload lane, which by default runs one frame at a time and
 # lets one client run two such requests at once (429 beyond): ab is one client at concurrency
 # 16. An operator serving a registered model to many gives the lane the cores, as here.
@@ -74,75 +74,6 @@ def register_frozen(url: str) -> str:
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)["id"]
-
-
-def requests_for(concurrency: int, quick: bool) -> int:
-    base = {1: 200, 4: 400, 16: 800}[concurrency]
-    return max(concurrency * 4, base // 10 if quick else base)
-
-
-ROUNDS = 3  # at each concurrency; the median round is kept
-
-
-def measured(server: Server, body: tuple[Path, str], requests: int, concurrency: int) -> dict:
-    """One ab run, with the CPU the whole server (every process under it) used per request."""
-    path, content_type = body
-    before = tree_cpu_seconds(server.process.pid)
-    result = run_ab(server.url + "/api/v1/classify", path, content_type, requests, concurrency)
-    cpu = cpu_between(before, tree_cpu_seconds(server.process.pid))
-    if result["failed"]:
-        raise RuntimeError(f"{result['failed']} of {requests} requests failed: {server.log}")
-    return {**result, "cpu_ms_per_request": round(cpu / requests * 1000, 3)}
-
-
-def median_round(server: Server, body: tuple[Path, str], requests: int, concurrency: int) -> dict:
-    """The median, by throughput, of ROUNDS rounds."""
-    rounds = sorted(
-        (measured(server, body, requests, concurrency) for _ in range(ROUNDS)),
-        key=lambda r: r["throughput_rps"],
-    )
-    return rounds[len(rounds) // 2]
-
-
-def report(kind: str, row: dict) -> None:
-    print(
-        f"{kind:8} {row['model']:8} {row['image']:5} c={row['concurrency']:<2} "
-        f"{row['throughput_rps']:7.1f} req/s  mean {row['mean_ms']:.1f} ms  "
-        f"p50 {row['p50_ms']:.0f} ms  cpu {row['cpu_ms_per_request']:.2f} ms/request"
-    )
-
-
-def sweep(server: Server, body: tuple[Path, str], quick: bool, row: dict, kind: str) -> list[dict]:
-    """One image and model at every concurrency, after a short warm-up: a result row each, the
-    median of ROUNDS rounds by throughput."""
-    run_ab(server.url + "/api/v1/classify", *body, 20, 2)  # warm
-    rows = []
-    for concurrency in CONCURRENCIES:
-        result = median_round(server, body, requests_for(concurrency, quick), concurrency)
-        rows.append({**row, **result})
-        report(kind, rows[-1])
-    return rows
-
-
-def side_by_side(
-    servers: dict[str, Server], bodies: dict[str, tuple[Path, str]], quick: bool, row: dict
-) -> dict[str, list[dict]]:
-    """The same image on each server at every concurrency, their rounds interleaved (service,
-    peer, service, ...) so that a noisy neighbour weighs on both alike: each one's median."""
-    for name, server in servers.items():
-        run_ab(server.url + "/api/v1/classify", *bodies[name], 20, 2)  # warm
-    rows: dict[str, list[dict]] = {name: [] for name in servers}
-    for concurrency in CONCURRENCIES:
-        requests = requests_for(concurrency, quick)
-        rounds: dict[str, list[dict]] = {name: [] for name in servers}
-        for _ in range(ROUNDS):
-            for name, server in servers.items():
-                rounds[name].append(measured(server, bodies[name], requests, concurrency))
-        for name, results in rounds.items():
-            results.sort(key=lambda r: r["throughput_rps"])
-            rows[name].append({**row, **results[len(results) // 2]})
-            report(name, rows[name][-1])
-    return rows
 
 
 def cpu_by_process(
@@ -279,12 +210,13 @@ def main() -> None:
             folder, images["224px"], 1000 if args.quick else 5000, 1 if args.quick else 3
         )
         if args.peers:
-            batching, batching_raw, spawn, memory, own = [], {}, {}, {}, {}
+            batching, batching_raw, spawn, memory, own, shared = [], {}, {}, {}, {}, {}
         else:
             batching_raw = measure_batching_raw(folder, 3 if args.quick else 5)
             print_batching_raw(batching_raw)
             own = measure_own_models(folder, args.quick)
             batching = measure_batching(folder, images["224px"], args.quick)
+            shared = measure_shared_frames(folder, images["224px"], args.quick)
             spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
             memory = measure_memory(
                 folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
@@ -309,6 +241,7 @@ def main() -> None:
         "cpu_by_process": cpu,
         "batching": {"settings": BATCH_SETTINGS, "rows": batching},
         "batching_raw": batching_raw,
+        "shared_frames": shared,
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
         "many_images": many,
@@ -388,6 +321,7 @@ def print_table(results: dict) -> None:
             f"{row['throughput_rps'] / plain['throughput_rps']:.2f}), p50 {row['p50_ms']:.0f} ms "
             f"(without: {plain['p50_ms']:.0f} ms)"
         )
+    print_shared_frames(results["shared_frames"])
     for model in ("tflite", "graphdef"):
         raw = results["raw"][model]
         single = results["raw_single"][model]
