@@ -119,14 +119,17 @@ class GatedLanes:
     """A pool of `places` places for one model that answers a frame only when let go, with a
     row per image holding the image's first pixel (the caller's number)."""
 
-    def __init__(self, default: bool, places: int, queue_limit: int = 64) -> None:
+    def __init__(
+        self, default: bool, places: int, queue_limit: int = 64, timeout: float = 30.0
+    ) -> None:
         self.sandboxed = False
         self.default, self.places, self.queue_limit = default, places, queue_limit
+        self.timeout = timeout
         self.frames: list[list[int]] = []
         self.gate = threading.Semaphore(0)
 
     def lane(self, sha256: str) -> LaneLimits:
-        return LaneLimits(self.default, self.places, self.queue_limit, timeout=30.0)
+        return LaneLimits(self.default, self.places, self.queue_limit, self.timeout)
 
     def exchange(self, request: Request, batchable: bool = False):
         size = request.header.height * request.header.width * 3
@@ -138,6 +141,10 @@ class GatedLanes:
 
 def numbered(number: int) -> Request:
     return Request(RequestHeader(2, 2, 0, model_sha256="ab" * 32), b"", bytes([number]) * 12)
+
+
+def waiting(batcher: Batcher) -> int:
+    return sum(len(model.waiting) for model in batcher._models.values())
 
 
 def wait_for(condition, seconds: float = 10.0) -> None:
@@ -159,11 +166,7 @@ def test_waiting_requests_go_in_arrival_order_as_places_free(default, batchable,
         wait_for(lambda: lanes.frames == [[0]])
         for number in range(1, 6):
             futures.append(pool.submit(batcher.exchange, numbered(number), batchable))
-            wait_for(
-                lambda n=number: (
-                    sum(len(b.requests) for m in batcher._models.values() for b in m.waiting) == n
-                )
-            )
+            wait_for(lambda n=number: waiting(batcher) == n)
         for sent in range(2, 5):
             lanes.gate.release()
             wait_for(lambda s=sent: len(lanes.frames) == s)
@@ -174,6 +177,34 @@ def test_waiting_requests_go_in_arrival_order_as_places_free(default, batchable,
     assert batcher._models == {}  # nothing kept once all went
 
 
+def test_waiting_requests_share_out_among_the_places() -> None:
+    """Two places: two requests waiting go one to each as the places free, not both in the first
+    frame; of six waiting, half go when a place frees, then half of the rest."""
+    lanes = GatedLanes(default=True, places=2)
+    batcher = Batcher(lanes, max_size=1, wait_seconds=0.0, default_model_max_size=8)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        futures = [pool.submit(batcher.exchange, numbered(n)) for n in (0, 1)]
+        wait_for(lambda: len(lanes.frames) == 2)
+        futures += [pool.submit(batcher.exchange, numbered(n)) for n in (2, 3)]
+        wait_for(lambda: waiting(batcher) == 2)
+        lanes.gate.release()
+        wait_for(lambda: len(lanes.frames) == 3)
+        futures += [pool.submit(batcher.exchange, numbered(n)) for n in range(4, 9)]
+        wait_for(lambda: waiting(batcher) == 6)
+        lanes.gate.release()
+        wait_for(lambda: len(lanes.frames) == 4)
+        lanes.gate.release()
+        wait_for(lambda: len(lanes.frames) == 5)
+        lanes.gate.release()
+        wait_for(lambda: len(lanes.frames) == 6)
+        for _ in range(3):
+            lanes.gate.release()
+        rows = [future.result(timeout=10)[0] for future in futures]
+    assert [len(frame) for frame in lanes.frames] == [1, 1, 1, 3, 2, 1]
+    assert sorted(n for frame in lanes.frames for n in frame) == list(range(9))
+    assert [row[0][0] for row in rows] == list(range(9))
+
+
 def test_past_the_lanes_queue_limit_a_request_is_refused_at_once() -> None:
     lanes = GatedLanes(default=True, places=1, queue_limit=2)
     batcher = Batcher(lanes, max_size=1, wait_seconds=0.0, default_model_max_size=8)
@@ -181,15 +212,27 @@ def test_past_the_lanes_queue_limit_a_request_is_refused_at_once() -> None:
         futures = [pool.submit(batcher.exchange, numbered(0))]
         wait_for(lambda: len(lanes.frames) == 1)
         futures += [pool.submit(batcher.exchange, numbered(n)) for n in (1, 2)]
-        wait_for(
-            lambda: sum(len(b.requests) for m in batcher._models.values() for b in m.waiting) == 2
-        )
+        wait_for(lambda: waiting(batcher) == 2)
         with pytest.raises(Overloaded, match="2 requests are already waiting"):
             batcher.exchange(numbered(3))
         lanes.gate.release()
         lanes.gate.release()
         assert [future.result(timeout=10)[0][0][0] for future in futures] == [0, 1, 2]
     assert lanes.frames == [[0], [1, 2]]
+
+
+def test_a_request_that_waits_past_the_lanes_timeout_is_refused() -> None:
+    lanes = GatedLanes(default=True, places=1, timeout=0.3)
+    batcher = Batcher(lanes, max_size=1, wait_seconds=0.0, default_model_max_size=8)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(batcher.exchange, numbered(0))
+        wait_for(lambda: len(lanes.frames) == 1)
+        with pytest.raises(Overloaded, match=r"no worker was free within 0\.3 s"):
+            batcher.exchange(numbered(1))
+        assert waiting(batcher) == 0
+        lanes.gate.release()
+        assert first.result(timeout=10)[0][0][0] == 0
+    assert batcher._models == {}
 
 
 def test_an_upload_that_takes_no_batches_passes_straight_through() -> None:
