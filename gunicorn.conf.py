@@ -10,10 +10,15 @@ metrics_folder_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if metrics_folder_is_ours:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mobilenet-metrics-")
 
-from frontend.scheduling import use_batch_policy  # noqa: E402
+from frontend.scheduling import set_malloc_arenas, use_batch_policy  # noqa: E402
 from frontend.settings import load  # noqa: E402
 
 settings = load()
+# glibc gives each thread that allocates at once a memory arena of its own, up to 8 per core:
+# 16 request threads then spread the same images over as many arenas, and the memory kept
+# grew with every thread that first met a large image. Python runs one thread at a time; two
+# arenas per core keep allocation uncontended (docs/performance.md). Inherited by the forks.
+set_malloc_arenas(2 * (os.cpu_count() or 1))
 # Before gunicorn forks its processes and they start their threads: all inherit it.
 use_batch_policy(settings.batch_scheduling)
 # Set in the environment too: the app shares the cores among this many processes' worker pools.

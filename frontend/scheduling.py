@@ -1,4 +1,4 @@
-"""The frontend's CPU scheduling policy.
+"""The frontend's CPU scheduling policy, and how many memory arenas its threads share.
 
 On a machine with as many busy threads as cores, every wake-up of a gunicorn thread or of nginx
 preempts a model worker in the middle of its inference. Under `SCHED_BATCH` the kernel treats
@@ -11,7 +11,11 @@ inherited by threads and children, so the model workers set the normal one back 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+
+M_ARENA_MAX = -8  # malloc.h
 
 
 def use_batch_policy(enabled: bool) -> None:
@@ -21,3 +25,10 @@ def use_batch_policy(enabled: bool) -> None:
     if enabled and hasattr(os, "SCHED_BATCH"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+def set_malloc_arenas(count: int) -> None:
+    """At most `count` glibc malloc arenas in this process and the ones it forks later (arenas
+    already made stay). Elsewhere than glibc, nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt(M_ARENA_MAX, count)

@@ -1,5 +1,6 @@
 """The frontend's processes run under SCHED_BATCH, the model workers they start under the normal
-policy (frontend/scheduling.py, worker/limits.py): the model is what a request waits for."""
+policy (frontend/scheduling.py, worker/limits.py): the model is what a request waits for. And
+the frontend caps the malloc arenas its threads spread memory over."""
 
 from __future__ import annotations
 
@@ -86,3 +87,34 @@ def test_children_inherit_the_policy_and_workers_set_the_normal_one_back() -> No
 
     assert run("1") == [os.SCHED_BATCH, os.SCHED_BATCH, os.SCHED_OTHER]
     assert run("0") == [os.SCHED_OTHER, os.SCHED_OTHER, os.SCHED_OTHER]
+
+
+ARENAS = (
+    "import ctypes, os, sys, threading\n"
+    "from frontend.scheduling import set_malloc_arenas\n"
+    "if sys.argv[1] != 'default':\n"
+    "    set_malloc_arenas(int(sys.argv[1]))\n"
+    "libc = ctypes.CDLL(None)\n"
+    "started = threading.Barrier(12)\n"
+    "def allocate():\n"
+    "    started.wait()\n"  # all at once, so that they contend for arenas
+    "    blocks = [libc.malloc(4096) for _ in range(20000)]\n"
+    "    started.wait()\n"
+    "threads = [threading.Thread(target=allocate) for _ in range(12)]\n"
+    "[t.start() for t in threads]; [t.join() for t in threads]\n"
+    "libc.malloc_stats()\n"  # to stderr: one 'Arena N:' per arena
+)
+
+
+def test_the_frontend_caps_its_malloc_arenas() -> None:
+    """12 threads allocating at once get arenas of their own by glibc's default, at most the
+    count set_malloc_arenas gives (gunicorn.conf.py sets two per core)."""
+
+    def arenas(count: str) -> int:
+        err = subprocess.run(
+            [sys.executable, "-c", ARENAS, count], cwd=ROOT, capture_output=True, text=True
+        ).stderr
+        return err.count("Arena ")
+
+    assert arenas("default") > 2
+    assert arenas("2") == 2
