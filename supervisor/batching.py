@@ -7,10 +7,10 @@ a request on an idle service. Requests that arrive while every place is taken wa
 order; when a place frees, the oldest of them go in one frame, as many as a fair share: the
 waiting requests divided among all the places (rounded up), at most the frame's limit. Two
 requests waiting for two busy workers thus still go one to each as they free, where one frame of
-two would leave the other worker idle; twelve go six to the first. One frame
-then carries what would have been several: one write, one wake-up of the worker, one answer,
-instead of one each, whatever the model (a worker runs the images of a model with a fixed batch
-one by one, in one go).
+two would leave the other worker idle; twelve go six to the first. One frame then carries what
+would have been several: one write, one wake-up of the worker, one answer, instead of one each,
+whatever the model (a worker runs the images of a model with a fixed batch one by one, in one
+go).
 
 Which requests share:
 - **the default model's** (the trusted lane), up to DEFAULT_MODEL_BATCH_SIZE images a frame:
@@ -37,6 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from protocol import Overloaded, Request, RequestHeader, ServiceError
+from protocol.header import MAX_PIXEL_BYTES
 from supervisor.lanes import LaneLimits
 from supervisor.metrics import BATCH_SIZE
 from supervisor.transport import Answer, Transport
@@ -112,6 +113,7 @@ class Batcher:
     def exchange(self, request: Request, batchable: bool = False) -> Answer:
         """`batchable`: the model takes any batch size (dynamic batching applies)."""
         limit, wait, lane = self._policy(request.header, batchable)
+        limit = min(limit, MAX_PIXEL_BYTES // max(1, len(request.pixels)))  # a frame's pixels
         if limit <= 1 or lane is None:
             return self._transport.exchange(request)
         key, call = _batch_key(request.header), _Call(request)

@@ -135,7 +135,7 @@ class GatedLanes:
         size = request.header.height * request.header.width * 3
         numbers = [request.pixels[i * size] for i in range(request.header.image_count)]
         self.frames.append(numbers)
-        self.gate.acquire()
+        self.gate.acquire(timeout=20)  # a failed test must not hang its threads
         return [[float(n)] for n in numbers], None
 
 
@@ -233,6 +233,25 @@ def test_a_request_that_waits_past_the_lanes_timeout_is_refused() -> None:
         lanes.gate.release()
         assert first.result(timeout=10)[0][0][0] == 0
     assert batcher._models == {}
+
+
+def test_a_frame_carries_no_more_images_than_a_frames_pixels_allow() -> None:
+    """Images of 4000x3000 (36 MB each): two do not fit in a frame's 64 MiB, so each goes alone,
+    none waiting for another's place."""
+    lanes = GatedLanes(default=True, places=1)
+    batcher = Batcher(lanes, max_size=1, wait_seconds=0.0, default_model_max_size=8)
+    large = [
+        Request(RequestHeader(3000, 4000, 0, model_sha256="ab" * 32), b"", bytes([n]) * 36_000_000)
+        for n in range(3)
+    ]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(batcher.exchange, request) for request in large]
+        try:
+            wait_for(lambda: len(lanes.frames) == 3)
+        finally:
+            for _ in futures:
+                lanes.gate.release()
+    assert sorted(lanes.frames) == [[0], [1], [2]]
 
 
 def test_an_upload_that_takes_no_batches_passes_straight_through() -> None:
