@@ -116,7 +116,7 @@ def _check_scans(image: Image.Image, data: bytes) -> None:
         )
 
 
-def draft_scale(
+def _draft_scale(
     image_size: tuple[int, int], size: tuple[int, int], profile: Profile = DEFAULT
 ) -> int:
     """The denominator (1, 2, 4 or 8) of the scale a JPEG of `image_size` = (width, height) is
@@ -157,7 +157,7 @@ def _output_pixels(
     image_size: tuple[int, int], jpeg: bool, size: tuple[int, int], profile: Profile
 ) -> int:
     """The pixels an image of `image_size` = (width, height) decodes to for `size`."""
-    scale = draft_scale(image_size, size, profile) if jpeg else 1
+    scale = _draft_scale(image_size, size, profile) if jpeg else 1
     image_width, image_height = image_size
     return -(-image_width // scale) * -(-image_height // scale)
 
@@ -178,7 +178,7 @@ def _decode_plain_jpeg(
             return None
         # libjpeg-turbo scales by n/8 for any n: the smallest output at least 1/scale of the
         # photo, and no larger, is exactly 1/scale, the only scale Pillow's draft mode uses.
-        scale = draft_scale(image.size, size, profile)
+        scale = _draft_scale(image.size, size, profile)
         return simplejpeg.decode_jpeg(
             data,
             colorspace="RGB",
