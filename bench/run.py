@@ -9,8 +9,8 @@ the CPU each process spends per request at c16, with its wake-ups and preemption
 (bench/cpu_split.py), and the registered frozen GraphDef. Beside it, in the same run: the raw
 in-process throughput of the same models (one runtime per core, image prepared once), the
 default model made batchable at batch 1, 4 and 8 (bench/batching_raw.py), the default model's
-shared frames on and off (bench/shared_frames.py), dynamic batching of the GraphDef, the
-spawn-a-worker-per-request baseline, memory over a long run, and one client alternating among
+shared frames and solo threads on and off (bench/features.py), dynamic batching of the GraphDef,
+the spawn-a-worker-per-request baseline, memory over a long run, and one client alternating among
 four registered models of four formats (bench/own_models.py). What each server spends outside
 the model is also measured directly, with a model that costs nothing (bench/overhead.py).
 Prints a table of ratios, writes bench/results/latest.json and bench/results/latest.png, each
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.batching_raw import measure_batching_raw, print_batching_raw
 from bench.cpu_split import measure
+from bench.features import measure_features, print_features
 from bench.loadgen import multipart_body, run_ab
 from bench.many_images import many_against_single
 from bench.memory import measure_memory
@@ -46,7 +47,6 @@ from bench.setup import (
     RESULTS,
     make_images,
 )
-from bench.shared_frames import measure_shared_frames, print_shared_frames
 from client.multipart import encode_multipart
 from frontend.images import prepare_image
 from tools.server import (
@@ -210,13 +210,13 @@ def main() -> None:
             folder, images["224px"], 1000 if args.quick else 5000, 1 if args.quick else 3
         )
         if args.peers:
-            batching, batching_raw, spawn, memory, own, shared = [], {}, {}, {}, {}, {}
+            batching, batching_raw, spawn, memory, own, features = [], {}, {}, {}, {}, {}
         else:
             batching_raw = measure_batching_raw(folder, 3 if args.quick else 5)
             print_batching_raw(batching_raw)
             own = measure_own_models(folder, args.quick)
             batching = measure_batching(folder, images["224px"], args.quick)
-            shared = measure_shared_frames(folder, images["224px"], args.quick)
+            features = measure_features(folder, images["224px"], args.quick)
             spawn = measure_spawn_baseline(folder, images["224px"], args.quick)
             memory = measure_memory(
                 folder, images["224px"], 500 if args.quick else 5000, 50 if args.quick else 500
@@ -241,7 +241,7 @@ def main() -> None:
         "cpu_by_process": cpu,
         "batching": {"settings": BATCH_SETTINGS, "rows": batching},
         "batching_raw": batching_raw,
-        "shared_frames": shared,
+        "features": features,
         "spawn_baseline": spawn,
         "timings_12mp_ms": timing_12mp,
         "many_images": many,
@@ -321,7 +321,7 @@ def print_table(results: dict) -> None:
             f"{row['throughput_rps'] / plain['throughput_rps']:.2f}), p50 {row['p50_ms']:.0f} ms "
             f"(without: {plain['p50_ms']:.0f} ms)"
         )
-    print_shared_frames(results["shared_frames"])
+    print_features(results["features"])
     for model in ("tflite", "graphdef"):
         raw = results["raw"][model]
         single = results["raw_single"][model]

@@ -73,6 +73,9 @@ class RequestHeader:
     # The sender's span as W3C's traceparent, when it traces: the supervisor that runs the
     # frame records its spans under it (supervisor/tracing.py). The worker ignores it.
     trace_parent: str | None = None
+    # Set by the sender when no other frame is running on its workers, so that cores are
+    # idle: the worker may run this frame on its solo threads (`--solo-threads`).
+    solo: bool = False
 
     @property
     def pixels_length(self) -> int:
@@ -96,6 +99,7 @@ class RequestHeader:
             "model_sha256": self.model_sha256,
             "request_id": self.request_id,
             **({"traceparent": self.trace_parent} if self.trace_parent else {}),
+            **({"solo": True} if self.solo else {}),
         }
 
 
@@ -235,6 +239,7 @@ def parse_header(encoded: bytes) -> RequestHeader:
         model_sha256=_optional_sha256(wire),
         request_id=_optional_request_id(wire),
         trace_parent=_optional_traceparent(wire),
+        solo=_optional_flag(wire, "solo"),
     )
     validate_header(header)
     declared = _require(wire, "pixels_length", int)

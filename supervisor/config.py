@@ -68,6 +68,7 @@ def launch_settings(settings: WorkerSettings) -> LaunchSettings:
         limits,
         sandbox=sandbox(settings),
         check_ops=settings.op_allowlist,
+        solo_threads=settings.solo_threads or min(pool_size(settings), CORES),
     )
 
 

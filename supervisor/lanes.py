@@ -1,13 +1,16 @@
 """What the pool's two lanes share: the Worker they hand frames to, the one thread that starts
-workers, running a frame on a worker (naming its model by sha256 when the worker holds it),
-and reaping a worker that died."""
+workers, the count of frames running, running a frame on a worker (naming its model by sha256
+when the worker holds it), and reaping a worker that died."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,13 +85,46 @@ class Spawner:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
-def run_on(worker: Worker, request: Request, sha256: str, timeout: float) -> Answer:
+class RunningFrames:
+    """The frames running on a pool's workers, in both lanes. One that starts while no other
+    runs goes as solo (RequestHeader.solo): the other cores are idle, and its worker may use
+    them (LaunchSettings.solo_threads). One process's pool knows of no other's frames, so
+    solo threads are for a pool that has the machine's cores to itself."""
+
+    def __init__(self, solo: bool) -> None:
+        """`solo`: whether a frame that runs alone is marked so."""
+        self._solo = solo
+        self._lock = threading.Lock()
+        self.count = 0
+
+    @contextmanager
+    def running(self, request: Request) -> Iterator[Request]:
+        """`request` while it runs, marked solo when it is alone."""
+        with self._lock:
+            alone = self.count == 0
+            self.count += 1
+        try:
+            if alone and self._solo:
+                header = dataclasses.replace(request.header, solo=True)
+                request = dataclasses.replace(request, header=header)
+            yield request
+        finally:
+            with self._lock:
+                self.count -= 1
+
+
+def run_on(
+    worker: Worker, request: Request, sha256: str, timeout: float, frames: RunningFrames
+) -> Answer:
     """The answer of `worker` to `request`: by sha256 alone when the worker holds the model,
     in full when it does not (or evicted it since). A model the worker converted (a Keras
     file's GraphDef, which the registration stores and later frames send) is held too."""
     worker.ran.add(sha256)
     header = request.header
-    with tracing.span("worker", header.trace_parent, pid=worker.pid, images=header.image_count):
+    with (
+        tracing.span("worker", header.trace_parent, pid=worker.pid, images=header.image_count),
+        frames.running(request) as request,
+    ):
         answer, sent = by_sha256_then_bytes(
             lambda frame: worker.exchange(frame, timeout), request, sha256, worker.models
         )

@@ -44,6 +44,7 @@ class LaunchSettings:
     limits: Limits = field(default_factory=Limits)
     sandbox: Sandbox | None = None  # None: the worker runs with its rlimits only
     check_ops: bool = True  # the operation allowlist (worker/allowlist.py)
+    solo_threads: int = 1  # a solo frame's: one that runs while no other does
 
     @contextmanager
     def launch(self, *extra: str) -> Iterator[tuple[list[str], tuple[int, ...]]]:
@@ -64,6 +65,8 @@ class LaunchSettings:
             "worker",
             "--threads",
             str(self.threads),
+            "--solo-threads",
+            str(self.solo_threads),
             "--memory-mb",
             str(self.limits.memory_mb),
             "--cpu-seconds",

@@ -46,7 +46,15 @@ from protocol import (
 from protocol.formats import RUNTIME_OF, RUNTIMES, detect_format
 from protocol.lru import LRU
 from supervisor import tracing
-from supervisor.lanes import Spawner, Worker, log_reaped, logger, run_on, take_failed_idle
+from supervisor.lanes import (
+    RunningFrames,
+    Spawner,
+    Worker,
+    log_reaped,
+    logger,
+    run_on,
+    take_failed_idle,
+)
 from supervisor.memory import MemoryMeasure, tree_memory
 from supervisor.metrics import STAGE_LATENCY, UPLOAD_MEMORY, UPLOAD_QUEUE, WARM_MODELS
 from supervisor.transport import Answer
@@ -78,10 +86,12 @@ class ModelLane:
         settings: ModelLaneSettings,
         spawner: Spawner,
         lock: threading.Condition,
+        frames: RunningFrames,
         measure: MemoryMeasure = tree_memory,
     ) -> None:
         self.settings = settings
         self._spawner = spawner
+        self._frames = frames
         self._lock = lock  # the pool's: close() waits on it for busy workers
         self._slot_freed = threading.Condition(lock)
         self._measure = measure
@@ -112,7 +122,7 @@ class ModelLane:
                 worker = self._worker_for(request, sha256)
             loaded = sha256 not in worker.models
             try:
-                return run_on(worker, request, sha256, self.settings.timeout)
+                return run_on(worker, request, sha256, self.settings.timeout, self._frames)
             except (WorkerCrashed, WorkerTimeout) as exc:
                 raise self._quarantine.add(sha256, exc) from None
             except (OpNotAllowed, ModelTooCostly) as exc:  # the bytes decide: so will they again

@@ -38,6 +38,7 @@ from protocol import (
 from supervisor import tracing
 from supervisor.lanes import (
     LaneLimits,
+    RunningFrames,
     Spawner,
     Worker,
     WorkerClass,
@@ -92,6 +93,7 @@ class WorkerPool:
         self.settings = settings
         self._spawner = Spawner(worker_class, settings.launch, settings.cache_mb)
         self._changed = threading.Condition(threading.RLock())  # close() waits on it
+        self._frames = RunningFrames(settings.launch.solo_threads > settings.launch.threads)
         self._trusted = _TrustedLane(
             settings.size, settings.timeout, threading.Condition(self._changed)
         )
@@ -106,6 +108,7 @@ class WorkerPool:
             ),
             self._spawner,
             self._changed,
+            self._frames,
             measure,
         )
         self._trusted_models: set[str] = set()
@@ -239,7 +242,7 @@ class WorkerPool:
                 lane.busy.add(worker)
             # A worker that cannot warm up still serves; a dead one is reaped by _release.
             with contextlib.suppress(ServiceError):
-                run_on(worker, warm, sha256, lane.timeout)
+                run_on(worker, warm, sha256, lane.timeout, self._frames)
             self._release(worker)
 
     # --- requests ----------------------------------------------------------------------------
@@ -253,7 +256,7 @@ class WorkerPool:
             with tracing.span("queue", request.header.trace_parent, lane="default"):
                 worker = self._acquire()
             try:
-                return run_on(worker, request, sha256, self._trusted.timeout)
+                return run_on(worker, request, sha256, self._trusted.timeout, self._frames)
             except WorkerCrashed:
                 if attempt == 2:
                     raise
@@ -285,7 +288,7 @@ class WorkerPool:
         try:
             for worker in held:
                 if sha256 not in worker.models:
-                    run_on(worker, request, sha256, self._trusted.timeout)
+                    run_on(worker, request, sha256, self._trusted.timeout, self._frames)
         finally:
             for worker in held:
                 self._release(worker)

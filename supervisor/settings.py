@@ -128,6 +128,12 @@ class WorkerSettings:
         "limit moves forward before each frame",
     )
     worker_threads: int = setting(1, "inference threads per worker process")
+    solo_threads: int = setting(
+        0,
+        "inference threads of a frame that starts while no other runs, so that the other cores "
+        "are idle (TFLite models; no more than WORKER_THREADS: off)",
+        shown="the pool's workers, at most one per core",
+    )
     worker_sandbox: str = setting(
         "bwrap", "`bwrap`: every worker runs inside bubblewrap; `none`: rlimits only"
     )

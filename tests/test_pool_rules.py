@@ -174,6 +174,49 @@ def test_a_held_upload_lane_leaves_the_default_model_served(pools) -> None:
         held.join()
 
 
+def test_a_frame_that_runs_alone_goes_solo_in_either_lane(pools) -> None:
+    pool = pools(upload_size=1, launch=LaunchSettings(solo_threads=2))
+    upload = hashlib.sha256(UPLOAD).hexdigest()
+
+    def last_went_solo(model: bytes) -> bool:
+        sha256 = hashlib.sha256(model).hexdigest()
+        frames = [f for w in FakeWorker.started for f in w.frames]
+        return [f.header.solo for f in frames if f.header.model_sha256 == sha256][-1]
+
+    pool.exchange(request(DEFAULT))
+    assert last_went_solo(DEFAULT)
+    pool.exchange(request(UPLOAD))
+    assert last_went_solo(UPLOAD)
+
+    # while an upload's frame runs, the default model's frames do not go solo
+    release, entered = threading.Event(), threading.Event()
+
+    def hold_uploads(worker: FakeWorker, req: Request) -> None:
+        if req.header.model_sha256 == upload:
+            entered.set()
+            release.wait()
+
+    behave(hold_uploads)
+    held = threading.Thread(target=pool.exchange, args=(request(UPLOAD),))
+    held.start()
+    try:
+        assert entered.wait(5)
+        pool.exchange(request(DEFAULT))
+        assert not last_went_solo(DEFAULT)
+    finally:
+        release.set()
+        held.join()
+    pool.exchange(request(DEFAULT))
+    assert last_went_solo(DEFAULT)  # alone again once the other is done
+
+
+def test_one_solo_thread_means_no_frame_goes_solo(pools) -> None:
+    pool = pools(launch=LaunchSettings(solo_threads=1))
+    for _ in range(3):
+        pool.exchange(request(DEFAULT))
+    assert not any(f.header.solo for w in FakeWorker.started for f in w.frames)
+
+
 def test_overload_when_the_queue_is_full(pools) -> None:
     pool = pools(size=1, queue_limit=1, timeout=5)
     release, entered = threading.Event(), threading.Event()

@@ -75,6 +75,7 @@ def requests_(draw: st.DrawFn) -> Request:
         output_tensor=draw(st.one_of(st.none(), st.text(max_size=20))),
         normalization=draw(normalizations),
         describe=describe,
+        solo=draw(st.booleans()),
     )
     pixels = draw(st.binary(min_size=header.pixels_length, max_size=header.pixels_length))
     return Request(header, model, pixels)
@@ -194,6 +195,7 @@ def test_inconsistent_lengths() -> None:
         ({"height": 2}, "missing"),
         (valid_wire(image_count=0, pixels_length=0), "only with describe"),
         (valid_wire(describe="yes"), "boolean"),
+        (valid_wire(solo=1), "'solo' must be a boolean"),
         ([1, 2, 3], "map"),
     ],
 )

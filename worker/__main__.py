@@ -13,6 +13,12 @@ from worker.runtimes import RUNTIMES, RuntimeOptions
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="mobilenet-worker", description=__doc__)
     parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    parser.add_argument(
+        "--solo-threads",
+        type=int,
+        default=1,
+        help="inference threads of a frame its sender marks solo, TFLite models (default 1)",
+    )
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     parser.add_argument("--cpu-seconds", type=int, default=Limits.cpu_seconds)
     parser.add_argument(
@@ -48,7 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
-    options = RuntimeOptions(threads=args.threads, check_ops=not args.allow_any_op)
+    options = RuntimeOptions(
+        threads=args.threads, solo_threads=args.solo_threads, check_ops=not args.allow_any_op
+    )
     if args.serve:
         from worker.serve import main as serve_stream
 

@@ -61,7 +61,7 @@ def execute(
         pixels = np.frombuffer(request.pixels, dtype=np.uint8).reshape(
             header.image_count, header.height, header.width, header.channels
         )
-    rows = model.classify(pixels, header.normalization)
+    rows = model.classify(pixels, header.normalization, solo=header.solo)
     if not header.describe:
         return rows, None
     return rows, describe(model, header.normalization, rows.shape[1], size, size_source)

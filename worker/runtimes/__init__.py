@@ -26,15 +26,19 @@ class LoadedModel(Protocol):
     output_kind: str | None  # probabilities, logits or features (worker/inputs.py), once run
     names: tuple[str, ...]  # its nodes' or tensors' names, where a tool leaves its marks
 
-    def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
+    def classify(
+        self, pixels: np.ndarray, normalization: Normalization, solo: bool = False
+    ) -> np.ndarray:
         """Probabilities, shape [n, classes], for uint8 RGB pixels of shape [n, h, w, 3]
-        whose h and w already match `input_size` (see `check_input_size`)."""
+        whose h and w already match `input_size` (see `check_input_size`). `solo`: the
+        other cores are idle, so a runtime that can may use its solo threads."""
         ...
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
     threads: int = 1  # inference threads
+    solo_threads: int = 1  # a solo frame's (TFLite): the cores idle when nothing else runs
     # Refuse operations outside worker/allowlist.py before anything runs (trusted models only
     # may go without). The static cost check (worker/cost.py) applies to every model.
     check_ops: bool = True
@@ -73,7 +77,7 @@ def load_model(
         if check_ops:
             check_tflite(model)
         check_tflite_cost(model)
-        return TfliteModel(model, input_tensor, output_tensor, threads)
+        return TfliteModel(model, input_tensor, output_tensor, threads, options.solo_threads)
     if model_format == "keras":
         from worker.runtimes.keras import load_keras
 

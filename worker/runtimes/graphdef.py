@@ -178,7 +178,10 @@ class GraphDefModel:
                 covering.append(side)
         return covering[0] if len(covering) == 1 else None
 
-    def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
+    def classify(
+        self, pixels: np.ndarray, normalization: Normalization, solo: bool = False
+    ) -> np.ndarray:
+        del solo  # a TensorFlow session's threads are set once per process
         batch = to_input(pixels, normalization, np.dtype(self._dtype))
         chunks = [batch[i : i + 1] for i in range(len(batch))] if self._fixed_batch else [batch]
         try:

@@ -253,7 +253,10 @@ class SavedModel:
             )
         return next(iter(named))
 
-    def classify(self, pixels: np.ndarray, normalization: Normalization) -> np.ndarray:
+    def classify(
+        self, pixels: np.ndarray, normalization: Normalization, solo: bool = False
+    ) -> np.ndarray:
+        del solo  # a TensorFlow session's threads are set once per process
         batch = to_input(pixels, normalization, np.dtype(self._dtype))
         chunks = [batch[i : i + 1] for i in range(len(batch))] if self._fixed_batch else [batch]
         try:

@@ -1,0 +1,107 @@
+"""Solo frames on the real model: a TFLite model's solo interpreter runs a frame on more threads
+and answers the same, in the runtime and in a warm worker
+(tests/test_pool_rules.py checks which frames the pool sends solo)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+from helpers import DEFAULT_MODEL, IMAGENET_LABELS, PROBABILITY_TOLERANCE, expected_rows
+
+from frontend.images import prepare_image
+from frontend.labels import parse_labels
+from protocol import Normalization, Request, RequestHeader
+from supervisor.launcher import LaunchSettings, WarmWorker
+from worker.runtimes.tflite import TfliteModel
+
+LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
+ROWS = expected_rows("imagenet")
+
+
+def cpu_ns_by_thread() -> dict[int, int]:
+    """Each thread of this process: the nanoseconds it ran (its schedstat's first field)."""
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as stat:
+                found[int(tid)] = int(stat.read().split()[0])
+        except FileNotFoundError:  # the thread ended
+            continue
+    return found
+
+
+def pixels_of(row) -> np.ndarray:
+    return prepare_image(row.image.read_bytes(), (224, 224))[np.newaxis]
+
+
+def test_a_solo_frame_runs_on_the_solo_threads_and_answers_the_same() -> None:
+    before = set(cpu_ns_by_thread())
+    model = TfliteModel(DEFAULT_MODEL.read_bytes(), None, None, threads=1, solo_threads=2)
+    started = cpu_ns_by_thread()
+    pool_threads = set(started) - before - {threading.get_native_id()}
+    assert len(pool_threads) == 1  # the solo interpreter's one thread besides the caller's
+
+    def pool_cpu_ns() -> int:
+        now = cpu_ns_by_thread()
+        return sum(now.get(tid, 0) for tid in pool_threads)
+
+    row = ROWS[0]
+    pixels = pixels_of(row)
+    idle = pool_cpu_ns()
+    plain = np.concatenate([model.classify(pixels, Normalization()) for _ in range(10)])
+    after_plain = pool_cpu_ns()
+    solo = np.concatenate([model.classify(pixels, Normalization(), solo=True) for _ in range(10)])
+    after_solo = pool_cpu_ns()
+
+    assert after_plain - idle < 1_000_000  # plain frames leave the solo thread asleep
+    assert after_solo - after_plain > 5_000_000  # ten solo frames gave it a share of the work
+    assert np.array_equal(plain, solo)
+    assert LABELS[int(np.argmax(solo[0]))] == row.label
+
+
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Each thread of process `pid`: the nanoseconds it ran (its schedstat's first field)."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                found[int(tid)] = int(stat.read().split()[0])
+        except FileNotFoundError:  # the thread ended
+            continue
+    return found
+
+
+def test_a_warm_worker_runs_solo_frames_on_its_solo_threads() -> None:
+    model = DEFAULT_MODEL.read_bytes()
+    answers, solo_cpu_ns = {}, {}
+    for solo_threads in (1, 2):
+        worker = WarmWorker(LaunchSettings(solo_threads=solo_threads), cache_mb=256)
+        try:
+            for row in ROWS[:3]:
+                pixels = pixels_of(row).tobytes()
+                for solo in (False, True):
+                    header = RequestHeader(
+                        height=224, width=224, model_length=len(model), solo=solo
+                    )
+                    before = thread_cpu_ns(worker.pid)
+                    rows, _ = worker.exchange(Request(header, model, pixels), timeout=60)
+                    after = thread_cpu_ns(worker.pid)
+                    answers[row.image.name, solo_threads, solo] = list(rows[0])
+                    # the time of the threads other than the one that ran the frame alone
+                    busiest = max(after, key=lambda t: after[t] - before.get(t, 0))
+                    solo_cpu_ns[row.image.name, solo_threads, solo] = sum(
+                        after[t] - before.get(t, 0) for t in after if t != busiest
+                    )
+        finally:
+            worker.stop()
+    for row in ROWS[:3]:
+        name = row.image.name
+        assert answers[name, 1, False] == answers[name, 2, False] == answers[name, 2, True]
+        best = int(np.argmax(answers[name, 2, True]))
+        assert LABELS[best] == row.label
+        assert abs(answers[name, 2, True][best] - row.probability) <= PROBABILITY_TOLERANCE
+        # a solo frame shares its work with a second thread only where solo threads are 2
+        assert solo_cpu_ns[name, 2, True] > 1_000_000, solo_cpu_ns
+        assert solo_cpu_ns[name, 1, True] < 1_000_000, solo_cpu_ns
