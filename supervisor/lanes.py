@@ -87,9 +87,9 @@ class Spawner:
 
 class RunningFrames:
     """The frames running on a pool's workers, in both lanes. One that starts while no other
-    runs goes as solo (RequestHeader.solo): the other cores are idle, and its worker may use
-    them (LaunchSettings.solo_threads). One process's pool knows of no other's frames, so
-    solo threads are for a pool that has the machine's cores to itself."""
+    runs goes as solo (RequestHeader.solo), and no other does: the other cores are idle, and
+    its worker may use them (LaunchSettings.solo_threads). A pool knows only its own frames,
+    so its solo threads are its own share of the cores (supervisor/config.py)."""
 
     def __init__(self, solo: bool) -> None:
         """`solo`: whether a frame that runs alone is marked so."""
@@ -99,13 +99,14 @@ class RunningFrames:
 
     @contextmanager
     def running(self, request: Request) -> Iterator[Request]:
-        """`request` while it runs, marked solo when it is alone."""
+        """`request` while it runs, marked solo when it is alone and unmarked otherwise,
+        whatever its sender said."""
         with self._lock:
-            alone = self.count == 0
+            solo = self._solo and self.count == 0
             self.count += 1
         try:
-            if alone and self._solo:
-                header = dataclasses.replace(request.header, solo=True)
+            if request.header.solo != solo:
+                header = dataclasses.replace(request.header, solo=solo)
                 request = dataclasses.replace(request, header=header)
             yield request
         finally:

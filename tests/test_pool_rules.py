@@ -4,6 +4,7 @@ bounded drain at shutdown (tests/test_pool.py runs the real thing)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -203,6 +204,10 @@ def test_a_frame_that_runs_alone_goes_solo_in_either_lane(pools) -> None:
         assert entered.wait(5)
         pool.exchange(request(DEFAULT))
         assert not last_went_solo(DEFAULT)
+        marked = request(DEFAULT)  # a frame that comes marked solo (over TCP, say) is unmarked
+        marked = Request(dataclasses.replace(marked.header, solo=True), marked.model, bytes(3))
+        pool.exchange(marked)
+        assert not last_went_solo(DEFAULT)
     finally:
         release.set()
         held.join()
@@ -214,6 +219,8 @@ def test_one_solo_thread_means_no_frame_goes_solo(pools) -> None:
     pool = pools(launch=LaunchSettings(solo_threads=1))
     for _ in range(3):
         pool.exchange(request(DEFAULT))
+    marked = request(DEFAULT)
+    pool.exchange(Request(dataclasses.replace(marked.header, solo=True), marked.model, bytes(3)))
     assert not any(f.header.solo for w in FakeWorker.started for f in w.frames)
 
 
