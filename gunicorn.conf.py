@@ -10,7 +10,11 @@ metrics_folder_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if metrics_folder_is_ours:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mobilenet-metrics-")
 
-from frontend.scheduling import set_malloc_arenas, use_batch_policy  # noqa: E402
+from frontend.scheduling import (  # noqa: E402
+    set_malloc_arenas,
+    set_malloc_thresholds,
+    use_batch_policy,
+)
 from frontend.settings import load  # noqa: E402
 
 settings = load()
@@ -19,6 +23,8 @@ settings = load()
 # grew with every thread that first met a large image. Python runs one thread at a time; two
 # arenas per core keep allocation uncontended (docs/performance.md). Inherited by the forks.
 set_malloc_arenas(2 * (os.cpu_count() or 1))
+# And a large decode's memory goes back when it is freed, whichever thread's heap it was in.
+set_malloc_thresholds()
 # Before gunicorn forks its processes and they start their threads: all inherit it.
 use_batch_policy(settings.batch_scheduling)
 # Set in the environment too: the app shares the cores among this many processes' worker pools.
