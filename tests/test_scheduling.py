@@ -75,16 +75,18 @@ CHILD_POLICY = (
 )
 
 
+def child(script: str, argument: str) -> subprocess.CompletedProcess:
+    """`script` run by a fresh Python with `argument`, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, "-c", script, argument], cwd=ROOT, capture_output=True, text=True
+    )
+
+
 def test_children_inherit_the_policy_and_workers_set_the_normal_one_back() -> None:
     def run(enabled: str) -> list[int]:
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD_POLICY, enabled],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return [int(line) for line in out.split()]
+        out = child(CHILD_POLICY, enabled)
+        assert out.returncode == 0, out.stderr
+        return [int(line) for line in out.stdout.split()]
 
     assert run("1") == [os.SCHED_BATCH, os.SCHED_BATCH, os.SCHED_OTHER]
     assert run("0") == [os.SCHED_OTHER, os.SCHED_OTHER, os.SCHED_OTHER]
@@ -112,10 +114,7 @@ def test_the_frontend_caps_its_malloc_arenas() -> None:
     count set_malloc_arenas gives (gunicorn.conf.py sets two per core)."""
 
     def arenas(count: str) -> int:
-        err = subprocess.run(
-            [sys.executable, "-c", ARENAS, count], cwd=ROOT, capture_output=True, text=True
-        ).stderr
-        return err.count("Arena ")
+        return child(ARENAS, count).stderr.count("Arena ")
 
     assert arenas("default") > 2
     assert arenas("2") == 2
@@ -150,14 +149,9 @@ def test_a_large_block_goes_back_to_the_system_when_freed() -> None:
     gunicorn.conf.py calls) it goes back."""
 
     def kept_mib(mode: str) -> float:
-        out = subprocess.run(
-            [sys.executable, "-c", THRESHOLDS, mode],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return int(out) / (1 << 20)
+        out = child(THRESHOLDS, mode)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout) / (1 << 20)
 
     assert kept_mib("default") > 15
     assert kept_mib("set") < 2

@@ -20,12 +20,12 @@ LABELS = parse_labels(IMAGENET_LABELS.read_bytes())
 ROWS = expected_rows("imagenet")
 
 
-def cpu_ns_by_thread() -> dict[int, int]:
-    """Each thread of this process: the nanoseconds it ran (its schedstat's first field)."""
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Each thread of process `pid`: the nanoseconds it ran (its schedstat's first field)."""
     found = {}
-    for tid in os.listdir("/proc/self/task"):
+    for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/self/task/{tid}/schedstat") as stat:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
                 found[int(tid)] = int(stat.read().split()[0])
         except FileNotFoundError:  # the thread ended
             continue
@@ -37,14 +37,14 @@ def pixels_of(row) -> np.ndarray:
 
 
 def test_a_solo_frame_runs_on_the_solo_threads_and_answers_the_same() -> None:
-    before = set(cpu_ns_by_thread())
+    before = set(thread_cpu_ns(os.getpid()))
     model = TfliteModel(DEFAULT_MODEL.read_bytes(), None, None, threads=1, solo_threads=2)
-    started = cpu_ns_by_thread()
+    started = thread_cpu_ns(os.getpid())
     pool_threads = set(started) - before - {threading.get_native_id()}
     assert len(pool_threads) == 1  # the solo interpreter's one thread besides the caller's
 
     def pool_cpu_ns() -> int:
-        now = cpu_ns_by_thread()
+        now = thread_cpu_ns(os.getpid())
         return sum(now.get(tid, 0) for tid in pool_threads)
 
     row = ROWS[0]
@@ -59,18 +59,6 @@ def test_a_solo_frame_runs_on_the_solo_threads_and_answers_the_same() -> None:
     assert after_solo - after_plain > 5_000_000  # ten solo frames gave it a share of the work
     assert np.array_equal(plain, solo)
     assert LABELS[int(np.argmax(solo[0]))] == row.label
-
-
-def thread_cpu_ns(pid: int) -> dict[int, int]:
-    """Each thread of process `pid`: the nanoseconds it ran (its schedstat's first field)."""
-    found = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                found[int(tid)] = int(stat.read().split()[0])
-        except FileNotFoundError:  # the thread ended
-            continue
-    return found
 
 
 def test_a_warm_worker_runs_solo_frames_on_its_solo_threads() -> None:
