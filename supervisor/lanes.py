@@ -95,15 +95,15 @@ class RunningFrames:
         """`solo`: whether a frame that runs alone is marked so."""
         self._solo = solo
         self._lock = threading.Lock()
-        self.count = 0
+        self._running = 0
 
     @contextmanager
     def running(self, request: Request) -> Iterator[Request]:
         """`request` while it runs, marked solo when it is alone and unmarked otherwise,
         whatever its sender said."""
         with self._lock:
-            solo = self._solo and self.count == 0
-            self.count += 1
+            solo = self._solo and self._running == 0
+            self._running += 1
         try:
             if request.header.solo != solo:
                 header = dataclasses.replace(request.header, solo=solo)
@@ -111,7 +111,7 @@ class RunningFrames:
             yield request
         finally:
             with self._lock:
-                self.count -= 1
+                self._running -= 1
 
 
 def run_on(
