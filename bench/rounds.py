@@ -30,13 +30,14 @@ def measured(server: Server, body: tuple[Path, str], requests: int, concurrency:
     return {**result, "cpu_ms_per_request": round(cpu / requests * 1000, 3)}
 
 
+def median(rounds: list[dict]) -> dict:
+    """The median round, by throughput."""
+    return sorted(rounds, key=lambda r: r["throughput_rps"])[len(rounds) // 2]
+
+
 def median_round(server: Server, body: tuple[Path, str], requests: int, concurrency: int) -> dict:
     """The median, by throughput, of ROUNDS rounds."""
-    rounds = sorted(
-        (measured(server, body, requests, concurrency) for _ in range(ROUNDS)),
-        key=lambda r: r["throughput_rps"],
-    )
-    return rounds[len(rounds) // 2]
+    return median([measured(server, body, requests, concurrency) for _ in range(ROUNDS)])
 
 
 def report(kind: str, row: dict) -> None:
@@ -74,7 +75,6 @@ def side_by_side(
             for name, server in servers.items():
                 rounds[name].append(measured(server, bodies[name], requests, concurrency))
         for name, results in rounds.items():
-            results.sort(key=lambda r: r["throughput_rps"])
-            rows[name].append({**row, **results[len(results) // 2]})
+            rows[name].append({**row, **median(results)})
             report(name, rows[name][-1])
     return rows
