@@ -36,13 +36,15 @@ def set_malloc_arenas(count: int) -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt(M_ARENA_MAX, count)
 
 
-def set_malloc_thresholds(mmap_bytes: int = 4 * MIB, trim_bytes: int = 8 * MIB) -> None:
+def set_malloc_thresholds(mmap_bytes: int = 4 * MIB, trim_bytes: int = 4 * MIB) -> None:
     """Allocations of `mmap_bytes` or more get pages of their own, which go back to the system
     when freed, and a heap whose free top passes `trim_bytes` hands it back, in this process
     and the ones it forks later. Set, they stay: by default glibc raises both after a large
     block is freed (up to 32 and 64 MB), and a large image decoded after that is served from
     a thread's heap, whose free top malloc_trim does not hand back (it trims only the main
-    heap's): a 23 MP decode's memory stayed. Elsewhere than glibc, nothing changes."""
+    heap's): a 23 MP decode's memory stayed. A free top kept up to 8 MB per heap let the
+    process creep up over a long soak; up to the largest block a heap serves, it stays flat
+    (docs/performance.md). Elsewhere than glibc, nothing changes."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
         libc.mallopt(M_MMAP_THRESHOLD, mmap_bytes)
