@@ -26,6 +26,7 @@ from protocol import (
     Request,
     WorkerCrashed,
     WorkerTimeout,
+    WorkerUnavailable,
     decode_stream_answer,
     describe_exit,
     encode_error,
@@ -169,7 +170,9 @@ class WarmWorker:
         self.runtime = runtime
         self._workdir = tempfile.TemporaryDirectory(prefix="mobilenet-worker-")
         self._answers, answer_end = os.pipe()
+        self._ready, ready_end = os.pipe()
         serve = ["--serve", "--cache-mb", str(cache_mb), "--answer-fd", str(answer_end)]
+        serve += ["--ready-fd", str(ready_end)]
         if runtime is not None:
             serve += ["--import-runtime", runtime]
         try:
@@ -179,13 +182,14 @@ class WarmWorker:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
-                    pass_fds=(answer_end, *fds),
+                    pass_fds=(answer_end, ready_end, *fds),
                     cwd=self._workdir.name,
                     env=_clean_environment(self._workdir.name),
                     start_new_session=True,
                 )
         finally:
             os.close(answer_end)
+            os.close(ready_end)
         os.set_blocking(self.process.stdin.fileno(), False)
         for fd in (self.process.stdin.fileno(), self._answers):
             _widen_pipe(fd)
@@ -205,9 +209,39 @@ class WarmWorker:
         """Whether it wrote to its answer channel while no frame was in hand."""
         return self._answers >= 0 and bool(select.select([self._answers], [], [], 0)[0])
 
+    def wait_until_started(self) -> None:
+        """Until the worker says it has started, its runtime imported (at most the settings'
+        timeout): a frame's own timeout is for the frame, and a slow import under load must not
+        count as the model's. WorkerUnavailable when it exits first or does not start in time
+        (it is killed then)."""
+        if self._ready < 0:
+            return
+        allowed = self.settings.timeout_seconds
+        try:
+            said = (
+                os.read(self._ready, 1)
+                if select.select([self._ready], [], [], allowed)[0]
+                else None
+            )
+        finally:
+            os.close(self._ready)
+            self._ready = -1
+        if said:
+            return
+        if said == b"":  # it closed its end without a word: it is exiting
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(2)
+            why = f"it exited as it started ({self.exit_description()})"
+        else:
+            why = f"it did not start within {allowed:g} s"
+        self.kill()
+        raise WorkerUnavailable(f"a worker could not be started: {why}")
+
     def exchange(self, request: Request, timeout: float) -> Answer:
-        """The answer to `request`. A worker that overruns `timeout` is killed, and so is one
-        whose answer is not this frame's or is followed by more bytes."""
+        """The answer to `request`, once the worker has started. A worker that overruns
+        `timeout` is killed, and so is one whose answer is not this frame's or is followed by
+        more bytes."""
+        self.wait_until_started()
         request_id, parts = encode_stamped_request(request)
         deadline = time.monotonic() + timeout
         try:
@@ -292,4 +326,7 @@ class WarmWorker:
         if self._answers >= 0:
             os.close(self._answers)
             self._answers = -1
+        if self._ready >= 0:
+            os.close(self._ready)
+            self._ready = -1
         self._workdir.cleanup()

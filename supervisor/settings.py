@@ -83,7 +83,9 @@ class WorkerSettings:
         "per gunicorn process",
     )
     upload_timeout: float = setting(
-        30.0, "wall-clock seconds per frame of such a model; past it the model is quarantined"
+        30.0,
+        "wall-clock seconds per frame of such a model, from when its worker has started; past "
+        "it the model is quarantined",
     )
     upload_memory_mb: int = setting(
         2048,
@@ -119,7 +121,7 @@ class WorkerSettings:
     worker_timeout: float = setting(
         60.0,
         "wall-clock seconds per frame of the default model (and longest wait for a free "
-        "worker); the worker's process group is killed after it",
+        "worker, or for a new one to start); the worker's process group is killed after it",
     )
     worker_memory_mb: int = setting(4096, "address-space limit (RLIMIT_AS) of each worker process")
     worker_cpu_seconds: int = setting(

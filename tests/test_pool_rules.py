@@ -25,6 +25,7 @@ from protocol import (
     RequestHeader,
     WorkerCrashed,
     WorkerTimeout,
+    WorkerUnavailable,
 )
 from supervisor.launcher import LaunchSettings
 from supervisor.pool import PoolSettings, WorkerPool
@@ -348,6 +349,23 @@ def test_model_errors_are_not_quarantined(pools) -> None:
     for _ in range(2):
         with pytest.raises(InvalidModel):
             pool.exchange(request(UPLOAD))
+
+
+def test_a_worker_that_could_not_start_does_not_quarantine_the_model(pools) -> None:
+    """Its model never reached it: the request gets WorkerUnavailable, and the next one for
+    the same model runs on a new worker."""
+    pool = pools()
+
+    def fail_to_start(worker, req):
+        if len(worker.frames) == 1 and worker.runtime is not None:  # a new upload-lane worker
+            worker.dead = True
+            raise WorkerUnavailable("a worker could not be started: it exited as it started")
+
+    behave(fail_to_start)
+    with pytest.raises(WorkerUnavailable, match="could not be started"):
+        pool.exchange(request(UPLOAD))
+    behave(lambda worker, req: None)
+    assert pool.exchange(request(UPLOAD))[0] == [[float(FakeWorker.started[-1].pid)]]
 
 
 def test_a_refused_model_sent_again_is_refused_without_a_worker(pools) -> None:

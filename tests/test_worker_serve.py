@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from protocol import (
     RequestHeader,
     WorkerCrashed,
     WorkerTimeout,
+    WorkerUnavailable,
     decode_stream_answer,
     encode_stream_answer,
 )
@@ -119,6 +121,32 @@ def test_timeout_kills_the_worker(worker: WarmWorker) -> None:
     with pytest.raises(WorkerTimeout):
         worker.exchange(frame("cat.jpg", BLOB), 0.001)
     assert not worker.alive()
+
+
+def test_a_slow_start_does_not_count_against_the_frame() -> None:
+    """A worker importing TensorFlow takes seconds to start: the frame's 1 s is the frame's
+    own (an upload's first frame on a fresh worker was timed out, and its model quarantined,
+    when the import was slow)."""
+    worker = WarmWorker(LaunchSettings(), cache_mb=64, runtime="tensorflow")
+    try:
+        started = time.monotonic()
+        assert top1(worker.exchange(frame("cat.jpg", BLOB), 1.0)) == "Egyptian cat"
+        assert time.monotonic() - started > 1.0
+    finally:
+        worker.stop()
+
+
+def test_a_worker_that_cannot_start_is_unavailable_and_killed() -> None:
+    """No room to import TensorFlow: it exits before it says it started. Too little time to
+    import it: it is killed. Either way no frame has reached it."""
+    small = WarmWorker(LaunchSettings(limits=Limits(memory_mb=200)), 64, runtime="tensorflow")
+    with pytest.raises(WorkerUnavailable, match=r"could not be started: it exited as it started"):
+        small.exchange(frame("cat.jpg", BLOB), 60)
+    assert not small.alive() and small.served == 0
+    hurried = WarmWorker(LaunchSettings(timeout_seconds=0.5), 64, runtime="tensorflow")
+    with pytest.raises(WorkerUnavailable, match=r"could not be started: .* within 0.5 s"):
+        hurried.exchange(frame("cat.jpg", BLOB), 60)
+    assert not hurried.alive() and hurried.served == 0
 
 
 def cpu_seconds_of(pid: int) -> float:

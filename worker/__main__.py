@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "in advance so that a model's first frame pays only for its load)",
     )
     parser.add_argument(
+        "--ready-fd",
+        type=int,
+        help="--serve: the file descriptor to write one byte to once started (its runtime "
+        "imported), then close, before any frame",
+    )
+    parser.add_argument(
         "--cache-mb",
         type=int,
         default=1024,
@@ -61,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         from worker.serve import main as serve_stream
 
         limits.apply(long_lived=True)
-        return serve_stream(options, args.cache_mb, limits, args.answer_fd, args.import_runtime)
+        return serve_stream(
+            options, args.cache_mb, limits, args.answer_fd, args.import_runtime, args.ready_fd
+        )
     from worker.oneshot import main as oneshot
 
     return oneshot(options, limits)

@@ -20,6 +20,8 @@ from worker.execute import execute
 from worker.limits import Limits
 from worker.runtimes import RuntimeOptions, import_runtime
 
+READY = b"R"  # on --ready-fd once started: its runtime imported, no model seen yet
+
 
 def serve(
     stdin: BinaryIO,
@@ -71,9 +73,13 @@ def main(
     limits: Limits,
     answer_fd: int | None,
     runtime: str | None = None,
+    ready_fd: int | None = None,
 ) -> int:
     answers = answer_channel(answer_fd)
     if runtime is not None:  # after the answer channel: what the import prints goes to stderr
         import_runtime(runtime)
+    if ready_fd is not None:  # the supervisor starts a frame's timeout from here
+        os.write(ready_fd, READY)
+        os.close(ready_fd)
     # Unbuffered: each read goes straight into the frame's buffers (protocol/frame.py).
     return serve(sys.stdin.buffer.raw, answers, options, cache_mb * 1024 * 1024, limits)
