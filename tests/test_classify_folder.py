@@ -165,6 +165,9 @@ def test_stopped_with_ctrl_c_it_says_so_and_goes_on_where_it_stopped(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run started in the background of a script inherits
+        # SIGINT ignored, and so would the client, which then never hears the Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not out.exists() or len(out.read_text().splitlines()) < 5:
