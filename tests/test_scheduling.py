@@ -120,16 +120,28 @@ def test_the_frontend_caps_its_malloc_arenas() -> None:
     assert arenas("2") == 2
 
 
-THRESHOLDS = (
+# A child's preamble: glibc's malloc and free, and its resident memory.
+MALLOC = (
     "import ctypes, sys, threading\n"
     "from frontend.scheduling import set_malloc_thresholds\n"
-    "if sys.argv[1] == 'set':\n"
-    "    set_malloc_thresholds()\n"
     "libc = ctypes.CDLL(None)\n"
     "libc.malloc.restype = ctypes.c_void_p\n"
     "libc.free.argtypes = [ctypes.c_void_p]\n"
     "def rss():\n"
     "    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+)
+
+
+def kept_mib(script: str, mode: str) -> float:
+    """The memory `script` (after the preamble) prints it kept, in MiB."""
+    out = child(MALLOC + script, mode)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout) / (1 << 20)
+
+
+THRESHOLDS = (
+    "if sys.argv[1] == 'set':\n"
+    "    set_malloc_thresholds()\n"
     "def decode(size):\n"  # as a request thread's large decode: written, then freed
     "    block = libc.malloc(size)\n"
     "    ctypes.memset(block, 1, size)\n"
@@ -147,25 +159,12 @@ def test_a_large_block_goes_back_to_the_system_when_freed() -> None:
     """By glibc's default, freeing a 24 MB block raises its thresholds, a 20 MB block then comes
     from the thread's heap and stays after malloc_trim; with set_malloc_thresholds (which
     gunicorn.conf.py calls) it goes back."""
-
-    def kept_mib(mode: str) -> float:
-        out = child(THRESHOLDS, mode)
-        assert out.returncode == 0, out.stderr
-        return int(out.stdout) / (1 << 20)
-
-    assert kept_mib("default") > 15
-    assert kept_mib("set") < 2
+    assert kept_mib(THRESHOLDS, "default") > 15
+    assert kept_mib(THRESHOLDS, "set") < 2
 
 
 HEAP_TOP = (
-    "import ctypes, sys, threading\n"
-    "from frontend.scheduling import set_malloc_thresholds\n"
     "set_malloc_thresholds(**({'trim_bytes': 8 << 20} if sys.argv[1] == '8mb' else {}))\n"
-    "libc = ctypes.CDLL(None)\n"
-    "libc.malloc.restype = ctypes.c_void_p\n"
-    "libc.free.argtypes = [ctypes.c_void_p]\n"
-    "def rss():\n"
-    "    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
     "def images():\n"  # a request thread's 224 px decodes at once: each under the mmap threshold
     "    blocks = [libc.malloc(1 << 20) for _ in range(7)]\n"
     "    for block in blocks:\n"
@@ -183,11 +182,5 @@ def test_a_thread_heap_keeps_at_most_4_mb_free_at_its_top() -> None:
     """Seven 1 MB blocks freed by a request thread: the heap they came from hands back what
     passes 4 MB of free top. Allowed 8 MB, it keeps them all: with that, the frontend's memory
     crept up over a long soak (docs/performance.md)."""
-
-    def kept_mib(mode: str) -> float:
-        out = child(HEAP_TOP, mode)
-        assert out.returncode == 0, out.stderr
-        return int(out.stdout) / (1 << 20)
-
-    assert kept_mib("8mb") > 6.5
-    assert kept_mib("set") < 4.5
+    assert kept_mib(HEAP_TOP, "8mb") > 6.5
+    assert kept_mib(HEAP_TOP, "set") < 4.5
