@@ -218,11 +218,8 @@ class WarmWorker:
             return
         allowed = self.settings.timeout_seconds
         try:
-            said = (
-                os.read(self._ready, 1)
-                if select.select([self._ready], [], [], allowed)[0]
-                else None
-            )
+            readable = select.select([self._ready], [], [], allowed)[0]
+            said = os.read(self._ready, 1) if readable else None
         finally:
             os.close(self._ready)
             self._ready = -1
